@@ -1,0 +1,136 @@
+"""The interface every multi-latent generator implements.
+
+A generator draws one *base* latent per sample (``sample_base``), maps it to per-level latents
+(``to_levels``) and renders images from those levels (``forward``). Views perturb the base coordinates
+that feed a level, map again and replace only that level's latents (``perturb``): for generators whose
+levels are chunks of z this is adding noise to the chunk; for mapped latents (StyleGAN2's w's) it is
+"perturb z, map, swap the level's w's", as in the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from solo_mlvgm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LatentLevel:
+    """One latent level: a name views can address and the per-sample shape of its latent."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+class MultiLatentGenerator(nn.Module):
+    """A frozen generator that takes latents at several levels.
+
+    Subclasses set ``levels``, ``groups``, ``resolution`` and ``base_dim``, and implement
+    ``level_coords``, ``to_levels`` and ``forward``. The generator's own weights never receive
+    gradients, but ``forward`` is differentiable with respect to the latents.
+    """
+
+    levels: tuple[LatentLevel, ...]
+    groups: dict[str, tuple[int, ...]]
+    resolution: int
+    base_dim: int
+    num_classes: int = 0  # classes that ``labels`` returns; 0 for generators without labels
+
+    def __init__(self, truncation: float = 2.0) -> None:
+        super().__init__()
+        if not truncation > 0:
+            raise ConfigError(f"truncation must be > 0, got {truncation}")
+        self.truncation = float(truncation)
+
+    # ---------------------------------------------------------------- latents
+    @property
+    def device(self) -> torch.device:
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def sample_base(
+        self, n: int, generator: torch.Generator | None = None, truncation: float | None = None
+    ) -> Tensor:
+        """Base latents ``[n, base_dim]`` from N(0, 1) truncated to ±truncation, on the module's device."""
+        t = self.truncation if truncation is None else float(truncation)
+        base = torch.empty(n, self.base_dim, device=self.device)
+        return truncated_normal_(base, mean=0.0, std=1.0, bound=t, generator=generator)
+
+    def level_coords(self, index: int) -> Sequence[int]:
+        """Indices of the base coordinates that feed level ``index``."""
+        raise NotImplementedError
+
+    def to_levels(self, base: Tensor) -> list[Tensor]:
+        """Per-level latents (one tensor ``[n, *level.shape]`` per level) from base latents."""
+        raise NotImplementedError
+
+    def forward(self, levels: Sequence[Tensor]) -> Tensor:  # noqa: D401 - nn.Module API
+        """Images ``[n, 3, resolution, resolution]`` in [0, 1] from per-level latents."""
+        raise NotImplementedError
+
+    def labels(self, levels: Sequence[Tensor]) -> Tensor | None:
+        """Class labels (LongTensor ``[n]``), or None for generators without classes."""
+        return None
+
+    # ------------------------------------------------------------ addressing
+    @property
+    def level_names(self) -> list[str]:
+        return [level.name for level in self.levels]
+
+    def resolve(self, name: str) -> tuple[int, ...]:
+        """Level indices addressed by a level name, a group name or a level index given as text."""
+        if name in self.groups:
+            return self.groups[name]
+        if name in self.level_names:
+            return (self.level_names.index(name),)
+        if str(name).isdigit() and int(name) < len(self.levels):
+            return (int(name),)
+        known = ", ".join(self.level_names + [g for g in self.groups if g not in self.level_names])
+        raise ConfigError(f"unknown level or group '{name}' for {type(self).__name__}; known: {known}")
+
+    def coords_of(self, indices: Sequence[int]) -> Tensor:
+        """Sorted union of the base coordinates feeding the given levels."""
+        coords = sorted({c for i in indices for c in self.level_coords(i)})
+        return torch.tensor(coords, dtype=torch.long, device=self.device)
+
+    def perturb(self, base: Tensor, deltas: Sequence[tuple[Sequence[int], Tensor]]) -> list[Tensor]:
+        """Per-level latents of ``base`` with each ``(levels, delta)`` applied independently.
+
+        ``delta`` is added to the base coordinates feeding ``levels`` (``coords_of(levels)``); the base is
+        mapped again and only those levels are replaced, so every other level stays bit-identical.
+        """
+        out = self.to_levels(base)
+        for indices, delta in deltas:
+            moved = base.clone()
+            coords = self.coords_of(indices)
+            moved[:, coords] = moved[:, coords] + delta
+            remapped = self.to_levels(moved)
+            for i in indices:
+                out[i] = remapped[i]
+        return out
+
+    def freeze(self) -> MultiLatentGenerator:
+        """Eval mode and no gradients to the weights: how a generator is always used here."""
+        self.eval()
+        self.requires_grad_(False)
+        return self
+
+    @classmethod
+    def from_checkpoint(cls, path: str, **arch: object) -> MultiLatentGenerator:
+        raise ConfigError(f"{cls.__name__} does not load checkpoints")
+
+
+def truncated_normal_(
+    tensor: Tensor, mean: float, std: float, bound: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Fill ``tensor`` with mean + std * N(0, 1) truncated to ±bound (in std units), reproducibly."""
+    if std == 0:
+        return tensor.fill_(mean)
+    return nn.init.trunc_normal_(
+        tensor, mean=mean, std=std, a=mean - bound * std, b=mean + bound * std, generator=generator
+    )

@@ -1,0 +1,146 @@
+"""Shared base of the lightly-backend methods: backbone, online linear probe, optimiser and scheduler.
+
+Configs use solo-learn's keys (``backbone.name``, ``method_kwargs.*``, ``optimizer.{name,lr,classifier_lr,
+weight_decay,kwargs}``, ``scheduler.{name,warmup_epochs,min_lr}``, ``max_epochs``), so one file serves both
+backends. A method fills its ``method_kwargs`` defaults and rejects unknown keys in ``validate_cfg``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import CosineWarmupScheduler
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import Tensor, nn
+
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.methods.backbones import build_backbone
+
+OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+SCHEDULERS = ("warmup_cosine", "none")
+
+
+class SSLMethod(pl.LightningModule):
+    """A two-view self-supervised method trained on solo-learn batches ``[indexes, [v1, v2], targets]``."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.backbone, self.feature_dim = build_backbone(
+            cfg.backbone.name, bool(cfg.backbone.small_image_stem)
+        )
+        self.backbone.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+        num_classes = int(cfg.data.num_classes)
+        self.classifier = nn.Linear(self.feature_dim, num_classes) if num_classes > 0 else None
+
+    # -------------------------------------------------------------- config
+    @classmethod
+    def validate_cfg(cls, cfg: DictConfig) -> DictConfig:
+        """Fill this method's ``method_kwargs`` defaults and check every value, before any training."""
+        given = dict(cfg.get("method_kwargs") or {})
+        unknown = set(given) - set(cls.defaults)
+        if unknown:
+            raise ConfigError(
+                f"method '{cfg.method}' has no method_kwargs {sorted(unknown)}; known: {sorted(cls.defaults)}"
+            )
+        with open_dict(cfg):
+            cfg.method_kwargs = {**cls.defaults, **given}
+        for key, value in cfg.method_kwargs.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+                raise ConfigError(f"method_kwargs.{key} must be > 0, got {value}")
+        opt = cfg.optimizer
+        if opt.name not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer '{opt.name}'; known: {', '.join(OPTIMIZERS)}")
+        if cfg.scheduler.name not in SCHEDULERS:
+            raise ConfigError(f"unknown scheduler '{cfg.scheduler.name}'; known: {', '.join(SCHEDULERS)}")
+        for key in ("lr", "classifier_lr", "batch_size"):
+            if not opt[key] > 0:
+                raise ConfigError(f"optimizer.{key} must be > 0, got {opt[key]}")
+        if opt.weight_decay < 0:
+            raise ConfigError(f"optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
+        return cfg
+
+    # ----------------------------------------------------------- training
+    def ssl_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """(self-supervised loss, backbone features of the first view)."""
+        raise NotImplementedError
+
+    def trainable_modules(self) -> Iterator[nn.Module]:
+        """Modules the optimiser updates besides the classifier (momentum copies excluded)."""
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone(images)
+
+    def training_step(self, batch: list, batch_idx: int) -> Tensor:
+        _, views, targets = batch
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        loss, features = self.ssl_loss(views)
+        self.log("train_loss", loss, prog_bar=True)
+        labelled = targets >= 0
+        # Without labels (every target -1) the probe is skipped: no NaN loss, no logged accuracy.
+        if self.classifier is not None and bool(labelled.any()):
+            logits = self.classifier(features.detach()[labelled])
+            class_loss = F.cross_entropy(logits, targets[labelled])
+            acc1 = (logits.argmax(dim=1) == targets[labelled]).float().mean()
+            self.log("train_class_loss", class_loss)
+            self.log("train_acc1", acc1, prog_bar=True)
+            loss = loss + class_loss
+        return loss
+
+    # ---------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = self.cfg.optimizer
+        kwargs = dict(opt.get("kwargs") or {})
+        exclude = bool(kwargs.pop("exclude_bias_n_norm", False))
+        params = [p for m in self.trainable_modules() for p in m.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if not (exclude and p.ndim == 1)]}]
+        if exclude:  # no weight decay (and, for LARS, no adaptive scaling) on biases and norm parameters
+            groups.append({"params": [p for p in params if p.ndim == 1], "weight_decay": 0.0})
+        if self.classifier is not None:
+            groups.append(
+                {"params": list(self.classifier.parameters()), "lr": opt.classifier_lr, "weight_decay": 0.0}
+            )
+        optimizer = _build_optimizer(opt.name, groups, float(opt.lr), float(opt.weight_decay), kwargs)
+        if self.cfg.scheduler.name == "none":
+            return {"optimizer": optimizer}
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = total / max(1, int(self.cfg.max_epochs))
+        warmup = int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch)
+        end = float(self.cfg.scheduler.get("min_lr", 0.0)) / float(opt.lr)
+        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total, end_value=end)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _build_optimizer(
+    name: str, groups: list[dict], lr: float, wd: float, kwargs: dict
+) -> torch.optim.Optimizer:
+    try:
+        if name == "sgd":
+            return torch.optim.SGD(
+                groups, lr=lr, weight_decay=wd, momentum=kwargs.pop("momentum", 0.9), **kwargs
+            )
+        if name == "lars":
+            eta = kwargs.pop("eta", 0.02)
+            kwargs.pop("clip_lr", None)  # solo-learn option; lightly's LARS has no clipping
+            return LARS(
+                groups,
+                lr=lr,
+                weight_decay=wd,
+                momentum=kwargs.pop("momentum", 0.9),
+                trust_coefficient=eta,
+                **kwargs,
+            )
+        if name == "adam":
+            return torch.optim.Adam(groups, lr=lr, weight_decay=wd, **kwargs)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"optimizer.kwargs do not fit optimizer '{name}': {err}") from None

@@ -1,0 +1,169 @@
+"""Self-supervised pretraining: validate the whole config, build everything, then train.
+
+Every user error (unknown generator, level, method, backbone; negative magnitude; missing data path;
+bad trainer settings) is raised as ``ConfigError`` by ``build_pretraining``, before the trainer starts
+and before anything is written into the run folder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from solo_mlvgm.data.continuous import ContinuousSampling
+from solo_mlvgm.data.real import ImageFolderData
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators import build_generator
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.methods import SSLMethod, method_class
+from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
+from solo_mlvgm.views.grid import save_level_grid
+from solo_mlvgm.views.spec import ViewSpec
+
+BACKENDS = ("lightly",)
+DATA_SOURCES = ("continuous", "image_folder")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+@dataclass
+class Pretraining:
+    cfg: DictConfig
+    method: SSLMethod
+    data: pl.LightningDataModule
+    trainer: pl.Trainer
+    generator: MultiLatentGenerator | None
+    spec: ViewSpec
+    run_dir: Path
+
+
+def build_generator_from_cfg(cfg: DictConfig) -> MultiLatentGenerator:
+    """The generator of a ``generator`` config block: ``name``, optional ``checkpoint``, the rest as arguments."""
+    gcfg = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(gcfg, dict) or "name" not in gcfg:
+        raise ConfigError("generator config needs a 'name'")
+    name, checkpoint = gcfg.pop("name"), gcfg.pop("checkpoint", None)
+    return build_generator(name, checkpoint=checkpoint, **gcfg)
+
+
+def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
+    """Check and build method, data source and trainer; raise ``ConfigError`` on any bad input."""
+    backend = cfg.get("backend", "lightly")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKENDS)}")
+    cls = method_class(cfg.method)
+    cfg = cls.validate_cfg(cfg)
+    spec = ViewSpec.from_config(cfg.views)
+    source = cfg.data.source
+    if source not in DATA_SOURCES:
+        raise ConfigError(f"unknown data.source '{source}'; known: {', '.join(DATA_SOURCES)}")
+    batch_size = int(cfg.optimizer.batch_size)
+
+    generator: MultiLatentGenerator | None = None
+    data: pl.LightningDataModule
+    if source == "continuous":
+        generator = build_generator_from_cfg(cfg.generator)
+        if cfg.data.autocast not in _AUTOCAST:
+            raise ConfigError(f"data.autocast must be one of {list(_AUTOCAST)}, got '{cfg.data.autocast}'")
+        data = ContinuousSampling(
+            generator,
+            spec,
+            batch_size=batch_size,
+            epoch_size=int(cfg.data.epoch_size),
+            seed=int(cfg.seed),
+            crop_size=cfg.data.get("crop_size"),
+            autocast_dtype=_AUTOCAST[cfg.data.autocast],
+        )
+        num_classes = generator.num_classes
+    else:
+        if not cfg.data.get("train_path"):
+            raise ConfigError("data=image_folder needs data.train_path=<folder of class subfolders>")
+        data = ImageFolderData(
+            cfg.data.train_path,
+            resolution=int(cfg.data.resolution),
+            batch_size=batch_size,
+            pixel=spec.pixel,
+            crop_min_scale=spec.crop_min_scale,
+            num_workers=int(cfg.data.num_workers),
+        )
+        num_classes = data.num_classes
+    with open_dict(cfg):
+        if cfg.data.get("num_classes", "auto") == "auto":
+            cfg.data.num_classes = int(num_classes)
+        cfg.backend = backend
+    method = cls(cfg)
+    trainer = _build_trainer(cfg, run_dir)
+    return Pretraining(cfg, method, data, trainer, generator, spec, run_dir)
+
+
+def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
+    if int(cfg.max_epochs) < 1:
+        raise ConfigError(f"max_epochs must be >= 1, got {cfg.max_epochs}")
+    try:
+        return pl.Trainer(
+            default_root_dir=str(run_dir),
+            max_epochs=int(cfg.max_epochs),
+            max_steps=int(cfg.get("max_steps", -1)),
+            accelerator=str(cfg.accelerator),
+            devices=cfg.devices,
+            precision=cfg.precision,
+            strategy=str(cfg.get("strategy", "auto")),
+            logger=CSVLogger(str(run_dir), name="", version="logs"),
+            callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)],
+            log_every_n_steps=int(cfg.get("log_every_n_steps", 10)),
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+    except (MisconfigurationException, ValueError, TypeError) as err:
+        raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
+
+
+def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
+    """Train and write the run folder: config.yaml, view_grid.png, checkpoints/last.ckpt, backbone.pt."""
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    job = build_pretraining(cfg, run_dir)
+    cfg = job.cfg
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run_dir / "config.yaml", cfg)
+    print(
+        f"backend: {cfg.backend} | method: {cfg.method} | backbone: {cfg.backbone.name} | data: {cfg.data.source}"
+    )
+    if job.generator is not None:
+        rows = save_level_grid(run_dir / "view_grid.png", job.generator, spec=job.spec, seed=int(cfg.seed))
+        print(
+            f"generator: {cfg.generator.name} with levels {job.generator.level_names}; views '{job.spec.name}': "
+            f"{ {k: v.std for k, v in job.spec.perturb.items()} } + pixel '{job.spec.pixel}'"
+        )
+        print(f"view grid ({', '.join(rows)}): {run_dir / 'view_grid.png'}")
+    elif job.spec.perturb:
+        print(
+            f"note: views.perturb {list(job.spec.perturb)} does not apply to image-folder data; "
+            f"only pixel preset '{job.spec.pixel}' is used"
+        )
+    start = time.perf_counter()
+    job.trainer.fit(job.method, datamodule=job.data)
+    seconds = time.perf_counter() - start
+    save_backbone(run_dir / BACKBONE_FILE, job.method.backbone, cfg)
+    metrics = {k: float(v) for k, v in job.trainer.callback_metrics.items()}
+    write_json(
+        run_dir / "pretrain.json",
+        {
+            "backend": cfg.backend,
+            "seconds": seconds,
+            "steps": int(job.trainer.global_step),
+            "metrics": metrics,
+        },
+    )
+    point_latest(run_dir)
+    print(
+        f"pretraining done in {seconds:.0f} s ({job.trainer.global_step} steps); "
+        f"backbone: {run_dir / BACKBONE_FILE}"
+    )
+    return run_dir

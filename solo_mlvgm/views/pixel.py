@@ -1,0 +1,49 @@
+"""Pixel-space augmentations applied per sample on the training device (kornia), plus normalisation."""
+
+from __future__ import annotations
+
+import kornia.augmentation as K
+import torch
+from torch import Tensor, nn
+
+from solo_mlvgm.errors import ConfigError
+
+PIXEL_PRESETS = ("simclr", "no_color", "none")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_pixel_augment(
+    preset: str,
+    size: int,
+    crop_min_scale: float = 0.2,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> nn.Module:
+    """Per-sample augmentation ``[B, 3, H, W]`` in [0, 1] -> normalised ``[B, 3, size, size]``.
+
+    ``simclr``: random resized crop, flip, colour jitter (0.4, 0.4, 0.4, 0.1, p=0.8), grayscale (p=0.2);
+    ``no_color``: crop and flip only (the paper's preset for multi-level views); ``none``: resize only.
+    """
+    if preset not in PIXEL_PRESETS:
+        raise ConfigError(f"unknown pixel preset '{preset}'; known: {', '.join(PIXEL_PRESETS)}")
+    if not 0 < crop_min_scale <= 1:
+        raise ConfigError(f"crop_min_scale must be in (0, 1], got {crop_min_scale}")
+    ops: list[nn.Module] = []
+    if preset == "none":
+        ops.append(K.Resize((size, size)))
+    else:
+        ops += [K.RandomResizedCrop((size, size), scale=(crop_min_scale, 1.0)), K.RandomHorizontalFlip()]
+    if preset == "simclr":
+        ops += [K.ColorJiggle(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)]
+    ops.append(K.Normalize(mean=torch.tensor(mean), std=torch.tensor(std)))
+    return K.AugmentationSequential(*ops)
+
+
+def normalize(
+    images: Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> Tensor:
+    """Normalise [0, 1] images like the pixel presets do, for evaluation without augmentation."""
+    m = torch.tensor(mean, device=images.device, dtype=images.dtype)[None, :, None, None]
+    s = torch.tensor(std, device=images.device, dtype=images.dtype)[None, :, None, None]
+    return (images - m) / s

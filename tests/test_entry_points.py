@@ -1,0 +1,80 @@
+"""main_pretrain.py and main_linear.py as a user runs them (subprocesses), end to end on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from solo_mlvgm.methods import build_backbone
+
+from .conftest import ROOT, TINY
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    done = _run(
+        "main_pretrain.py", "--config-name", "mlvgm_simsiam", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "backend: lightly" in done.stdout
+    for name in ("config.yaml", "view_grid.png", "backbone.pt", "checkpoints/last.ckpt", "pretrain.json"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+
+    payload = torch.load(run_dir / "backbone.pt", weights_only=True)
+    net, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
+    net.load_state_dict(payload["state_dict"])
+    assert payload["config"]["method"] == "simsiam" and payload["config"]["backend"] == "lightly"
+
+    linear = _run(
+        "main_linear.py",
+        f"pretrained={tmp_path / 'latest'}",
+        "data.n_train=300",
+        "data.n_test=200",
+        "probe.epochs=3",
+        cwd=tmp_path,
+    )
+    assert linear.returncode == 0, linear.stderr[-3000:]
+    assert "top-1" in linear.stdout and "random init" in linear.stdout
+    results = json.loads((run_dir / "linear.json").read_text())
+    assert 0 <= results["pretrained"]["top1"] <= 100 and results["data"]["n_test"] == 200
+    assert results["pretrained"]["top5"] >= results["pretrained"]["top1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generator.name=nope"], "error: unknown generator 'nope'"),
+        (["+views.perturb.wheel.std=1"], "error: unknown level or group 'wheel'"),
+        (["views.perturb.pose.std=-0.5"], "error: views.perturb.pose: perturbation std must be >= 0"),
+        (["data=image_folder"], "error: data=image_folder needs data.train_path"),
+        (
+            ["data=image_folder", "data.train_path=/no/such/folder"],
+            "error: image folder '/no/such/folder' does not exist",
+        ),
+    ],
+)
+def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):
+    done = _run("main_pretrain.py", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), done.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_linear_evaluation_of_a_missing_run_is_one_line(tmp_path):
+    done = _run("main_linear.py", f"pretrained={tmp_path / 'nothing'}", cwd=tmp_path)
+    assert done.returncode == 2
+    expected = f"error: no pretrained backbone at '{tmp_path / 'nothing'}' (expected backbone.pt from main_pretrain.py)"
+    assert done.stderr.strip().splitlines() == [expected]

@@ -1,0 +1,134 @@
+"""The generator interface and the toy world's ground truth."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators import GENERATORS, build_generator
+from solo_mlvgm.generators.toyworld import FACTORS
+
+
+def _perturb_alone(world, base, index, std=1.0, seed=1):
+    rng = torch.Generator().manual_seed(seed)
+    delta = torch.randn(base.shape[0], len(world.level_coords(index)), generator=rng) * std
+    return world.perturb(base, [((index,), delta)])
+
+
+def test_unknown_generator_and_argument_are_rejected():
+    with pytest.raises(ConfigError, match="unknown generator 'nope'.*toyworld"):
+        build_generator("nope")
+    with pytest.raises(ConfigError, match="no argument widht"):
+        build_generator("toyworld", widht=3)
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_every_generator_renders_images_in_unit_range(name):
+    g = build_generator(name)
+    base = g.sample_base(4, generator=torch.Generator().manual_seed(0))
+    images = g(g.to_levels(base))
+    assert images.shape == (4, 3, g.resolution, g.resolution)
+    assert images.dtype == torch.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert not g.training and not any(p.requires_grad for p in g.parameters())
+
+
+def test_sample_base_is_reproducible_and_truncated(world):
+    a = world.sample_base(2000, generator=torch.Generator().manual_seed(3))
+    b = world.sample_base(2000, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert a.abs().max() <= world.truncation
+    narrow = world.sample_base(2000, generator=torch.Generator().manual_seed(3), truncation=0.5)
+    assert narrow.abs().max() <= 0.5
+    assert 0.85 < a.std() < 0.91  # N(0, 1) truncated at ±2 has std 0.880
+
+
+def test_perturbing_a_level_leaves_every_other_level_bit_identical(world):
+    base = world.sample_base(8, generator=torch.Generator().manual_seed(0))
+    anchor = world.to_levels(base)
+    for i in range(len(world.levels)):
+        moved = _perturb_alone(world, base, i)
+        for j, (a, m) in enumerate(zip(anchor, moved, strict=True)):
+            assert torch.equal(a, m) == (i != j), (i, j)
+
+
+@pytest.mark.parametrize(
+    "factors",
+    [
+        list(FACTORS),
+        ["shape", "none", "pose", "color", "texture"],
+        ["none", "texture", "color", "pose", "shape"],
+    ],
+)
+def test_each_level_changes_the_image_and_the_none_level_changes_nothing(factors):
+    world = build_generator("toyworld", factors=factors)
+    base = world.sample_base(16, generator=torch.Generator().manual_seed(0))
+    anchor = world(world.to_levels(base))
+    for i, factor in enumerate(factors):
+        moved = world(_perturb_alone(world, base, i, std=2.0))
+        if factor == "none":
+            assert torch.equal(moved, anchor)  # pixel-exact
+        else:
+            assert (moved - anchor).abs().mean() > 0.01, factor
+
+
+def test_only_the_shape_level_changes_the_label(world):
+    base = world.sample_base(256, generator=torch.Generator().manual_seed(0))
+    labels = world.labels(world.to_levels(base))
+    assert labels.dtype == torch.long and labels.unique().numel() == world.num_classes
+    for i, factor in enumerate(world.factors):
+        changed = (world.labels(_perturb_alone(world, base, i, std=2.0)) != labels).float().mean()
+        assert (changed > 0.3) if factor == "shape" else (changed == 0), factor
+
+
+def test_world_without_shape_level_has_no_labels():
+    world = build_generator("toyworld", factors=["pose", "color"])
+    assert world.num_classes == 0
+    assert world.labels(world.to_levels(world.sample_base(2))) is None
+
+
+def test_early_levels_reach_further_than_late_ones(world):
+    """Global to local: the same perturbation changes more pixels the earlier its level is."""
+    base = world.sample_base(512, generator=torch.Generator().manual_seed(0))
+    anchor = world(world.to_levels(base))
+    change = [(world(_perturb_alone(world, base, i)) - anchor).abs().mean().item() for i in range(5)]
+    assert change == sorted(change, reverse=True) and change[-1] == 0, dict(
+        zip(world.factors, change, strict=True)
+    )
+
+
+@pytest.mark.parametrize("factor", ["shape", "pose", "color", "texture"])
+def test_effect_grows_with_perturbation_magnitude(world, factor):
+    base = world.sample_base(256, generator=torch.Generator().manual_seed(0))
+    anchor = world(world.to_levels(base))
+    i = world.factors.index(factor)
+    changes = [
+        (world(_perturb_alone(world, base, i, std=s)) - anchor).abs().mean().item() for s in (0.05, 0.2, 0.8)
+    ]
+    assert changes[0] < changes[1] < changes[2]
+
+
+def test_differentiable_with_respect_to_every_latent(world):
+    base = world.sample_base(4, generator=torch.Generator().manual_seed(0))
+    levels = [z.clone().requires_grad_(True) for z in world.to_levels(base)]
+    world(levels).sum().backward()
+    for factor, z in zip(world.factors, levels, strict=True):
+        assert z.grad is not None
+        assert (z.grad.abs().sum() > 0) == (factor != "none"), factor
+
+
+def test_resolution_64_and_bad_factor_lists():
+    g = build_generator("toyworld", resolution=64)
+    assert g(g.to_levels(g.sample_base(2))).shape == (2, 3, 64, 64)
+    with pytest.raises(ConfigError, match="factors"):
+        build_generator("toyworld", factors=["shape", "shiny"])
+    with pytest.raises(ConfigError, match="repeat"):
+        build_generator("toyworld", factors=["pose", "pose"])
+
+
+def test_levels_and_groups_are_addressable_by_name(world):
+    assert world.resolve("pose") == (1,)
+    assert world.resolve("all") == tuple(range(5))
+    with pytest.raises(ConfigError, match="unknown level or group 'z9'.*pose"):
+        world.resolve("z9")

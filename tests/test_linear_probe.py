@@ -1,0 +1,27 @@
+"""The linear probe's arithmetic on data with a known answer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from solo_mlvgm.methods.linear_probe import topk_accuracy, train_linear_probe
+
+
+def test_topk_accuracy_by_hand():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.15, 0.05], [0.2, 0.3, 0.5]])
+    targets = torch.tensor([1, 1, 0])
+    assert topk_accuracy(logits, targets, 1) == pytest.approx(100 / 3)
+    assert topk_accuracy(logits, targets, 2) == pytest.approx(200 / 3)
+
+
+def test_probe_separates_separable_classes_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=g) * 4
+    y = torch.randint(0, 4, (800,), generator=g)
+    x = centers[y] + torch.randn(800, 16, generator=g)
+    good = train_linear_probe(x[:600], y[:600], x[600:], y[600:], 4, epochs=20)
+    assert good["top1"] > 95
+    noise = torch.randn(800, 16, generator=g)
+    bad = train_linear_probe(noise[:600], y[:600], noise[600:], y[600:], 4, epochs=20)
+    assert bad["top1"] < 40

@@ -1,0 +1,81 @@
+"""The lightly backend: config validation, one short training run per method, no NaN without labels."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.methods import METHODS, build_backbone
+from solo_mlvgm.pretrain import build_pretraining
+
+from .conftest import TINY, compose_cfg
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_one_short_training_run_per_method(tmp_path, method):
+    cfg = compose_cfg(f"mlvgm_{method}", TINY)
+    job = build_pretraining(cfg, tmp_path)
+    before = {k: v.clone() for k, v in job.method.backbone.state_dict().items()}
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert job.trainer.global_step == 3
+    metrics = job.trainer.callback_metrics
+    assert math.isfinite(float(metrics["train_loss"])) and "train_acc1" in metrics
+    after = job.method.backbone.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_no_labels_means_no_probe_and_no_nan(tmp_path, method):
+    cfg = compose_cfg(
+        f"mlvgm_{method}", [*TINY, "generator.factors=[pose,color,texture]", "views.perturb={}"]
+    )
+    job = build_pretraining(cfg, tmp_path)
+    assert job.method.classifier is None
+    job.trainer.fit(job.method, datamodule=job.data)
+    metrics = job.trainer.callback_metrics
+    assert "train_acc1" not in metrics
+    assert all(math.isfinite(float(v)) for v in metrics.values())
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adam", "adamw"])
+def test_every_optimizer_builds_and_steps(tmp_path, optimizer):
+    cfg = compose_cfg(
+        "mlvgm_simclr",
+        [*TINY, f"optimizer.name={optimizer}", "max_steps=1", "+optimizer.kwargs.exclude_bias_n_norm=true"],
+    )
+    job = build_pretraining(cfg, tmp_path)
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert job.trainer.global_step == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("method=moco", "unknown method 'moco'"),
+        ("backbone.name=vit", "unknown backbone 'vit'"),
+        ("optimizer.name=rmsprop", "unknown optimizer 'rmsprop'"),
+        ("+method_kwargs.temprature=0.1", "no method_kwargs \\['temprature'\\]"),
+        ("method_kwargs.temperature=-0.1", "method_kwargs.temperature must be > 0"),
+        ("optimizer.lr=0", "optimizer.lr must be > 0"),
+        ("generator.name=stylegan9", "unknown generator 'stylegan9'"),
+        ("+views.perturb.shoe.std=1", "unknown level or group 'shoe'"),
+        ("views.perturb.pose.std=-1", "perturbation std must be >= 0"),
+        ("data.source=disk", "unknown data.source 'disk'"),
+        ("accelerator=tpu9", "trainer settings"),
+    ],
+)
+def test_bad_configs_fail_before_training(tmp_path, override, message):
+    cfg = compose_cfg("mlvgm_simclr", [*TINY, override])
+    with pytest.raises(ConfigError, match=message):
+        build_pretraining(cfg, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("name", ["resnet18", "convnet6"])
+def test_backbones_with_small_image_stem_keep_resolution(name):
+    net, dim = build_backbone(name, small_image_stem=True)
+    out = net.eval()(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, dim)

@@ -1,0 +1,87 @@
+"""View specs, random perturbations, pixel presets and the level grid."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators import build_generator
+from solo_mlvgm.views import PIXEL_PRESETS, RandomPerturbation, ViewSampler, ViewSpec, build_pixel_augment
+from solo_mlvgm.views.grid import save_level_grid
+
+
+def test_perturbation_noise_respects_truncation_and_mean():
+    p = RandomPerturbation(mean=0.5, std=0.3, truncation=1.5)
+    delta = p.sample(5000, 8, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert delta.min() >= 0.5 - 1.5 * 0.3 and delta.max() <= 0.5 + 1.5 * 0.3
+    assert abs(delta.mean().item() - 0.5) < 0.01
+
+
+def test_negative_std_and_unknown_keys_are_rejected():
+    with pytest.raises(ConfigError, match=r"views.perturb.pose: perturbation std must be >= 0, got -1"):
+        ViewSpec.from_config({"perturb": {"pose": {"std": -1}}})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        ViewSpec.from_config({"perturb": {"pose": {"sigma": 1}}})
+    with pytest.raises(ConfigError, match="unknown pixel preset"):
+        ViewSpec.from_config({"pixel": "sepia"})
+
+
+def test_unknown_level_fails_when_the_sampler_is_built(world):
+    spec = ViewSpec.from_config({"perturb": {"posture": {"std": 1}}})
+    with pytest.raises(ConfigError, match="unknown level or group 'posture'"):
+        ViewSampler(world, spec)
+
+
+def test_a_level_and_its_group_cannot_both_be_perturbed(world):
+    spec = ViewSpec.from_config({"perturb": {"pose": {"std": 1}, "all": {"std": 0.1}}})
+    with pytest.raises(ConfigError, match="twice"):
+        spec.resolve(world)
+
+
+def test_only_named_levels_change_with_independent_noise_per_level(world):
+    spec = ViewSpec.from_config({"perturb": {"pose": {"std": 1.0}, "color": {"std": 1.0}}})
+    _, anchor, positive = ViewSampler(world, spec).sample_levels(64, torch.Generator().manual_seed(0))
+    changed = [not torch.equal(a, p) for a, p in zip(anchor, positive, strict=True)]
+    assert changed == [f in ("pose", "color") for f in world.factors]
+    d_pose, d_color = positive[1] - anchor[1], positive[2] - anchor[2]
+    assert not torch.allclose(d_pose, d_color)  # independent draws, not the same noise reused
+
+
+def test_synth_spec_gives_identical_views_and_single_random_moves_everything(world):
+    synth = ViewSampler(world, ViewSpec.from_config({"perturb": {}}))(8, torch.Generator().manual_seed(0))
+    assert torch.equal(synth.anchor, synth.positive)
+    single = ViewSpec.from_config({"perturb": {"all": {"std": 0.2}}})
+    _, anchor, positive = ViewSampler(world, single).sample_levels(8, torch.Generator().manual_seed(0))
+    assert all(not torch.equal(a, p) for a, p in zip(anchor, positive, strict=True))
+
+
+def test_view_pair_labels_are_the_anchor_labels(world, multilevel_spec):
+    pair = ViewSampler(world, multilevel_spec)(32, torch.Generator().manual_seed(0))
+    assert torch.equal(pair.labels, world.labels(world.to_levels(pair.base)))
+
+
+@pytest.mark.parametrize("preset", PIXEL_PRESETS)
+def test_pixel_presets_output_normalised_images_of_the_crop_size(preset):
+    aug = build_pixel_augment(preset, size=24)
+    images = torch.rand(6, 3, 32, 32)
+    out = aug(images)
+    assert out.shape == (6, 3, 24, 24) and out.dtype == torch.float32
+    assert out.min() < 0  # normalised, not [0, 1]
+    if preset != "none":  # random per sample: two calls differ
+        assert not torch.equal(out, aug(images))
+
+
+def test_level_grid_png_has_one_row_per_level_plus_anchors(tmp_path, world):
+    names = save_level_grid(tmp_path / "grid.png", world, n_anchors=4)
+    assert names[0] == "anchor" and len(names) == 1 + len(world.levels)
+    with Image.open(tmp_path / "grid.png") as im:
+        width, height = im.size
+    assert height == len(names) * (world.resolution + 2) + 2
+    assert width == 4 * (world.resolution + 2) + 2
+
+
+def test_grid_runs_for_a_64px_world(tmp_path):
+    g = build_generator("toyworld", resolution=64, factors=["pose", "shape"])
+    assert save_level_grid(tmp_path / "g.png", g, n_anchors=2) == ["anchor", "pose (std 1)", "shape (std 1)"]
