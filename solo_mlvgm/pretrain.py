@@ -8,6 +8,7 @@ and before anything is written into the run folder.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     backend = cfg.get("backend", "lightly")
     if backend not in BACKENDS:
         raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKENDS)}")
+    resume = cfg.get("resume_from_checkpoint")
+    if resume and not Path(resume).is_file():
+        raise ConfigError(
+            f"resume_from_checkpoint '{resume}' is not a file (use a run's checkpoints/last.ckpt)"
+        )
     cls = method_class(cfg.method)
     cfg = cls.validate_cfg(cfg)
     spec = ViewSpec.from_config(cfg.views)
@@ -128,6 +134,7 @@ def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
 def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
     """Train and write the run folder: config.yaml, view_grid.png, checkpoints/last.ckpt, backbone.pt."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
     job = build_pretraining(cfg, run_dir)
     cfg = job.cfg
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +155,7 @@ def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
             f"only pixel preset '{job.spec.pixel}' is used"
         )
     start = time.perf_counter()
-    job.trainer.fit(job.method, datamodule=job.data)
+    job.trainer.fit(job.method, datamodule=job.data, ckpt_path=cfg.get("resume_from_checkpoint") or None)
     seconds = time.perf_counter() - start
     save_backbone(run_dir / BACKBONE_FILE, job.method.backbone, cfg)
     metrics = {k: float(v) for k, v in job.trainer.callback_metrics.items()}

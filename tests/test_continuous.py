@@ -58,34 +58,52 @@ def test_simulated_ranks_never_draw_the_same_latents(world, multilevel_spec):
     assert not torch.equal(ranks[0].render(0)[1][0], ranks[1].render(0)[1][0])
 
 
-def test_epoch_length_and_fresh_batches_under_a_trainer(world, multilevel_spec):
-    seen: list[torch.Tensor] = []
+class _Recorder(pl.LightningModule):
+    """Records the batch indexes it is trained on."""
 
-    class Probe(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[torch.Tensor] = []
 
-        def training_step(self, batch, batch_idx):
-            seen.append(batch[0].clone())
-            assert batch[1][0].device == self.device  # rendered after the transfer
-            return (self.w * batch[1][0].mean()).sum()
+    def training_step(self, batch, batch_idx):
+        self.seen.append(batch[0].clone())
+        assert batch[1][0].device == self.device  # rendered after the transfer
+        return (self.w * batch[1][0].mean()).sum()
 
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = _dm(world, multilevel_spec, epoch_size=32)
+
+def _fit(dm, epochs, root=None, ckpt_path=None):
+    module = _Recorder()
     trainer = pl.Trainer(
-        max_epochs=2,
+        max_epochs=epochs,
         accelerator="cpu",
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=root is not None,
+        default_root_dir=root,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(Probe(), datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return module.seen, trainer
+
+
+def test_epoch_length_and_fresh_batches_under_a_trainer(world, multilevel_spec):
+    dm = _dm(world, multilevel_spec, epoch_size=32)
+    seen, _ = _fit(dm, epochs=2)
     assert len(seen) == 2 * 4  # 32 images / batch 8 per epoch
     idx = torch.cat(seen)
     assert idx.unique().numel() == idx.numel()  # epoch 2 does not repeat epoch 1
     assert torch.equal(seen[5], dm.render(5)[0])  # batch k of the run is render(k)
     assert dm.generator.training is False and not any(p.requires_grad for p in dm.generator.parameters())
+
+
+def test_resumed_run_sees_the_batches_of_the_uninterrupted_run(tmp_path, world, multilevel_spec):
+    full, _ = _fit(_dm(world, multilevel_spec, epoch_size=32), epochs=3)
+    _, first = _fit(_dm(world, multilevel_spec, epoch_size=32), epochs=1, root=tmp_path)
+    ckpt = first.checkpoint_callback.best_model_path or first.checkpoint_callback.last_model_path
+    resumed, _ = _fit(_dm(world, multilevel_spec, epoch_size=32), epochs=3, root=tmp_path, ckpt_path=ckpt)
+    assert len(resumed) == 8
+    assert all(torch.equal(a, b) for a, b in zip(full[4:], resumed, strict=True))
