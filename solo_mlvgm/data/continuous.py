@@ -1,0 +1,130 @@
+"""Continuous Sampling: every training step renders a fresh batch of positive pairs on the training device.
+
+The dataloader only hands out batch numbers; rendering happens in ``on_after_batch_transfer``, i.e. on the
+device the trainer moved the (tiny) batch to. The generator lives here, outside the LightningModule, so it
+is never checkpointed, never wrapped by DDP, and stays in eval mode without gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from solo_mlvgm.data.seeding import stream_seed
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, build_pixel_augment
+from solo_mlvgm.views.sampler import ViewSampler
+from solo_mlvgm.views.spec import ViewSpec
+
+Batch = list  # [indexes LongTensor[B], [view_1, view_2], targets LongTensor[B]]
+
+
+class _BatchNumbers(IterableDataset):
+    """Yields 0..steps-1 once per epoch; an iterable so Lightning never splits it with a sampler."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return (torch.tensor(i) for i in range(self.steps))
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+class ContinuousSampling(pl.LightningDataModule):
+    """Per-device batch of ``batch_size`` positive pairs; an epoch is ``epoch_size`` images over all ranks."""
+
+    def __init__(
+        self,
+        generator: MultiLatentGenerator,
+        spec: ViewSpec,
+        batch_size: int,
+        epoch_size: int,
+        seed: int = 0,
+        crop_size: int | None = None,
+        autocast_dtype: torch.dtype | None = torch.bfloat16,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0 or epoch_size <= 0:
+            raise ConfigError(f"batch_size and epoch_size must be > 0, got {batch_size}, {epoch_size}")
+        self.generator = generator.freeze()
+        self.sampler = ViewSampler(self.generator, spec)
+        self.augment = build_pixel_augment(
+            spec.pixel, crop_size or generator.resolution, spec.crop_min_scale, mean, std
+        )
+        self.batch_size = int(batch_size)
+        self.epoch_size = int(epoch_size)
+        self.seed = int(seed)
+        self.autocast_dtype = autocast_dtype
+        self._rank, self._world_size = rank, world_size
+
+    # ------------------------------------------------------------ placement
+    @property
+    def rank(self) -> int:
+        if self._rank is not None:
+            return self._rank
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        if self._world_size is not None:
+            return self._world_size
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        steps = self.epoch_size // (self.batch_size * self.world_size)
+        if steps < 1:
+            raise ConfigError(
+                f"epoch_size {self.epoch_size} is smaller than one global batch ({self.batch_size} x {self.world_size})"
+            )
+        return steps
+
+    # ----------------------------------------------------------- lightning
+    def train_dataloader(self) -> DataLoader:
+        # Lightning warns about __len__ with multi-process loading; batch numbers are never loaded by workers.
+        warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
+        return DataLoader(_BatchNumbers(self.steps_per_epoch), batch_size=None, num_workers=0)
+
+    def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return self.render(epoch * self.steps_per_epoch + int(batch), batch.device)
+
+    # ------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def render(self, step: int, device: torch.device | str | None = None) -> Batch:
+        """The batch of global batch number ``step`` for this rank, on ``device``; a pure function of
+        (seed, rank, step)."""
+        device = torch.device(device or self.generator.device)
+        if self.generator.device != device:
+            self.generator.to(device)
+            self.augment.to(device)
+        seed = stream_seed(self.seed, self.rank, step)
+        rng = torch.Generator(device=device).manual_seed(seed)
+        autocast = (
+            torch.autocast(device.type, dtype=self.autocast_dtype)
+            if device.type == "cuda" and self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            pair = self.sampler(self.batch_size, rng)
+        # kornia draws its parameters from the global RNG: fork it so the step seed fixes them too.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed ^ 0x5EED)
+            views = self.augment(torch.cat([pair.anchor, pair.positive]).float()).chunk(2)
+        start = (step * self.world_size + self.rank) * self.batch_size
+        indexes = torch.arange(start, start + self.batch_size, device=device)
+        targets = pair.labels if pair.labels is not None else torch.full_like(indexes, -1)
+        return [indexes, list(views), targets.long()]
