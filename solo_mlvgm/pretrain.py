@@ -17,6 +17,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from solo_mlvgm.data.continuous import ContinuousSampling
@@ -64,8 +65,11 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         raise ConfigError(
             f"resume_from_checkpoint '{resume}' is not a file (use a run's checkpoints/last.ckpt)"
         )
+    if int(cfg.seed) < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
     cls = method_class(cfg.method)
     cfg = cls.validate_cfg(cfg)
+    trainer = _build_trainer(cfg, run_dir)
     spec = ViewSpec.from_config(cfg.views)
     source = cfg.data.source
     if source not in DATA_SOURCES:
@@ -75,6 +79,11 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     generator: MultiLatentGenerator | None = None
     data: pl.LightningDataModule
     if source == "continuous":
+        if int(cfg.data.epoch_size) < batch_size * trainer.world_size:
+            raise ConfigError(
+                f"data.epoch_size {cfg.data.epoch_size} is smaller than one global batch "
+                f"({batch_size} x {trainer.world_size} devices)"
+            )
         generator = build_generator_from_cfg(cfg.generator)
         if cfg.data.autocast not in _AUTOCAST:
             raise ConfigError(f"data.autocast must be one of {list(_AUTOCAST)}, got '{cfg.data.autocast}'")
@@ -104,8 +113,11 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         if cfg.data.get("num_classes", "auto") == "auto":
             cfg.data.num_classes = int(num_classes)
         cfg.backend = backend
+        # As solo-learn does: configured rates are per 256 images of global batch.
+        scale = batch_size * trainer.world_size / 256
+        cfg.optimizer.scaled_lr = float(cfg.optimizer.lr) * scale
+        cfg.optimizer.scaled_classifier_lr = float(cfg.optimizer.classifier_lr) * scale
     method = cls(cfg)
-    trainer = _build_trainer(cfg, run_dir)
     return Pretraining(cfg, method, data, trainer, generator, spec, run_dir)
 
 
@@ -131,12 +143,9 @@ def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
 
 
-def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
-    """Train and write the run folder: config.yaml, view_grid.png, checkpoints/last.ckpt, backbone.pt."""
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
-    job = build_pretraining(cfg, run_dir)
-    cfg = job.cfg
+@rank_zero_only
+def _write_start(job: Pretraining) -> None:
+    cfg, run_dir = job.cfg, job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir / "config.yaml", cfg)
     print(
@@ -154,23 +163,30 @@ def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
             f"note: views.perturb {list(job.spec.perturb)} does not apply to image-folder data; "
             f"only pixel preset '{job.spec.pixel}' is used"
         )
-    start = time.perf_counter()
-    job.trainer.fit(job.method, datamodule=job.data, ckpt_path=cfg.get("resume_from_checkpoint") or None)
-    seconds = time.perf_counter() - start
+
+
+@rank_zero_only
+def _write_end(job: Pretraining, seconds: float) -> None:
+    cfg, run_dir, trainer = job.cfg, job.run_dir, job.trainer
     save_backbone(run_dir / BACKBONE_FILE, job.method.backbone, cfg)
-    metrics = {k: float(v) for k, v in job.trainer.callback_metrics.items()}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     write_json(
         run_dir / "pretrain.json",
-        {
-            "backend": cfg.backend,
-            "seconds": seconds,
-            "steps": int(job.trainer.global_step),
-            "metrics": metrics,
-        },
+        {"backend": cfg.backend, "seconds": seconds, "steps": int(trainer.global_step), "metrics": metrics},
     )
     point_latest(run_dir)
     print(
-        f"pretraining done in {seconds:.0f} s ({job.trainer.global_step} steps); "
-        f"backbone: {run_dir / BACKBONE_FILE}"
+        f"pretraining done in {seconds:.0f} s ({trainer.global_step} steps); backbone: {run_dir / BACKBONE_FILE}"
     )
+
+
+def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
+    """Train and write the run folder: config.yaml, view_grid.png, checkpoints/last.ckpt, backbone.pt."""
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
+    job = build_pretraining(cfg, run_dir)
+    _write_start(job)
+    start = time.perf_counter()
+    job.trainer.fit(job.method, datamodule=job.data, ckpt_path=job.cfg.get("resume_from_checkpoint") or None)
+    _write_end(job, time.perf_counter() - start)
     return run_dir

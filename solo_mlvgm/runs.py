@@ -16,11 +16,16 @@ from solo_mlvgm.errors import ConfigError
 BACKBONE_FILE = "backbone.pt"
 
 
+def temporary_sibling(path: Path) -> Path:
+    """A hidden temporary name beside ``path``, unique per process (ranks may write concurrently)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path`` and rename it: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_sibling(path)
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
@@ -43,7 +48,7 @@ def save_backbone(path: str | Path, backbone: nn.Module, cfg: DictConfig) -> Pat
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_sibling(path)
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
@@ -70,8 +75,7 @@ def load_backbone_file(path: str | Path) -> dict[str, Any]:
 def point_latest(run_dir: Path) -> Path:
     """Make ``<run_dir>/../latest`` a relative symlink to ``run_dir`` (replaced atomically)."""
     link = run_dir.parent / "latest"
-    tmp = run_dir.parent / ".latest.tmp"
-    tmp.unlink(missing_ok=True)
+    tmp = temporary_sibling(link)
     tmp.symlink_to(run_dir.name)
     os.replace(tmp, link)
     return link

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
-from solo_mlvgm.data import ContinuousSampling, stream_seed
+from solo_mlvgm.data import ContinuousSampling
 from solo_mlvgm.generators import build_generator
 
 
@@ -44,18 +45,18 @@ def test_same_seed_gives_bit_identical_batches_and_steps_differ(world, multileve
 
 def test_simulated_ranks_never_draw_the_same_latents(world, multilevel_spec):
     ranks = [_dm(world, multilevel_spec, rank=r, world_size=2) for r in (0, 1)]
-    bases, indexes = [], []
-    for dm in ranks:
-        for step in range(4):
-            rng = torch.Generator().manual_seed(stream_seed(0, dm.rank, step))
-            bases.append(world.sample_base(8, generator=rng))
-            indexes.append(dm.render(step)[0])
-    rows = torch.cat(bases)
-    assert torch.unique(rows, dim=0).shape[0] == rows.shape[0]
-    idx = torch.cat(indexes)
+    bases = torch.cat([dm.draw(step).base for dm in ranks for step in range(4)])
+    assert torch.unique(bases, dim=0).shape[0] == bases.shape[0]
+    idx = torch.cat([dm.render(step)[0] for dm in ranks for step in range(4)])
     assert idx.unique().numel() == idx.numel()  # indexes unique across ranks and steps
-    # and the rendered views differ between ranks at the same step
     assert not torch.equal(ranks[0].render(0)[1][0], ranks[1].render(0)[1][0])
+
+
+def test_draw_is_what_render_augments(world, multilevel_spec):
+    dm = _dm(world, multilevel_spec)
+    pair = dm.draw(3)
+    assert torch.equal(pair.labels, dm.render(3)[2])
+    assert torch.equal(pair.labels, world.labels(world.to_levels(pair.base)))
 
 
 class _Recorder(pl.LightningModule):
@@ -75,10 +76,11 @@ class _Recorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _fit(dm, epochs, root=None, ckpt_path=None):
+def _fit(dm, epochs, root=None, ckpt_path=None, max_steps=-1):
     module = _Recorder()
     trainer = pl.Trainer(
         max_epochs=epochs,
+        max_steps=max_steps,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=root is not None,
@@ -100,10 +102,27 @@ def test_epoch_length_and_fresh_batches_under_a_trainer(world, multilevel_spec):
     assert dm.generator.training is False and not any(p.requires_grad for p in dm.generator.parameters())
 
 
-def test_resumed_run_sees_the_batches_of_the_uninterrupted_run(tmp_path, world, multilevel_spec):
-    full, _ = _fit(_dm(world, multilevel_spec, epoch_size=32), epochs=3)
-    _, first = _fit(_dm(world, multilevel_spec, epoch_size=32), epochs=1, root=tmp_path)
-    ckpt = first.checkpoint_callback.best_model_path or first.checkpoint_callback.last_model_path
-    resumed, _ = _fit(_dm(world, multilevel_spec, epoch_size=32), epochs=3, root=tmp_path, ckpt_path=ckpt)
-    assert len(resumed) == 8
-    assert all(torch.equal(a, b) for a, b in zip(full[4:], resumed, strict=True))
+@pytest.mark.parametrize("stop_after", [4, 6])  # at an epoch boundary (4 steps per epoch) and mid-epoch
+def test_resumed_run_sees_the_batches_of_the_uninterrupted_run(tmp_path, world, multilevel_spec, stop_after):
+    full, _ = _fit(_dm(world, multilevel_spec, epoch_size=32), epochs=10, max_steps=12)
+    _, first = _fit(
+        _dm(world, multilevel_spec, epoch_size=32), epochs=10, root=tmp_path, max_steps=stop_after
+    )
+    ckpt = first.checkpoint_callback.best_model_path
+    assert ckpt and first.global_step == stop_after
+    resumed, later = _fit(
+        _dm(world, multilevel_spec, epoch_size=32), epochs=10, root=tmp_path, ckpt_path=ckpt, max_steps=12
+    )
+    assert len(resumed) == 12 - stop_after
+    assert all(torch.equal(a, b) for a, b in zip(full[stop_after:], resumed, strict=True))
+    assert later.current_epoch == 3  # the interrupted epoch was finished, not restarted
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_rendering_under_autocast_keeps_fp32_labels(world, multilevel_spec):
+    dm = _dm(world, multilevel_spec, batch_size=64)
+    indexes, views, targets = dm.render(0, "cuda")
+    assert views[0].is_cuda and views[0].dtype == torch.float32 and indexes.is_cuda
+    pair = dm.draw(0, "cuda")
+    cpu_world = build_generator("toyworld")
+    assert torch.equal(targets.cpu(), cpu_world.labels(cpu_world.to_levels(pair.base.float().cpu())))

@@ -65,6 +65,11 @@ def test_every_optimizer_builds_and_steps(tmp_path, optimizer):
         ("views.perturb.pose.std=-1", "perturbation std must be >= 0"),
         ("data.source=disk", "unknown data.source 'disk'"),
         ("accelerator=tpu9", "trainer settings"),
+        ("scheduler.warmup_epochs=5", "warmup_epochs must be in"),
+        ("+optimizer.kwargs.betas=3", "optimizer.kwargs do not fit optimizer 'adamw'"),
+        ("views.perturb.pose.std=abc", "views.perturb.pose: could not convert"),
+        ("data.epoch_size=8", "smaller than one global batch"),
+        ("seed=-1", "seed must be >= 0"),
     ],
 )
 def test_bad_configs_fail_before_training(tmp_path, override, message):

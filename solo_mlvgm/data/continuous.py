@@ -8,35 +8,45 @@ is never checkpointed, never wrapped by DDP, and stays in eval mode without grad
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
 
 from solo_mlvgm.data.seeding import stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, build_pixel_augment
-from solo_mlvgm.views.sampler import ViewSampler
+from solo_mlvgm.views.sampler import ViewPair, ViewSampler
 from solo_mlvgm.views.spec import ViewSpec
 
 Batch = list  # [indexes LongTensor[B], [view_1, view_2], targets LongTensor[B]]
 
 
-class _BatchNumbers(IterableDataset):
-    """Yields 0..steps-1 once per epoch; an iterable so Lightning never splits it with a sampler."""
+class _BatchTickets:
+    """One ticket per batch of an epoch. A plain iterable, so Lightning never splits it with a sampler, and
+    resumable: after a mid-epoch restore it yields only the batches the epoch still owes (Lightning treats an
+    iterable with ``state_dict``/``load_state_dict`` as resumable; the position itself lives in the trainer's
+    restored progress)."""
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-
-    def __iter__(self) -> Iterator[Tensor]:
-        return (torch.tensor(i) for i in range(self.steps))
+    def __init__(self, steps: int, datamodule: pl.LightningDataModule) -> None:
+        self.steps, self.datamodule = steps, datamodule
 
     def __len__(self) -> int:
         return self.steps
+
+    def __iter__(self) -> Iterator[Tensor]:
+        trainer, done = self.datamodule.trainer, 0
+        if trainer is not None and trainer.fit_loop.epoch_loop.restarting:
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return (torch.tensor(i) for i in range(done, self.steps))
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class ContinuousSampling(pl.LightningDataModule):
@@ -93,36 +103,46 @@ class ContinuousSampling(pl.LightningDataModule):
         return steps
 
     # ----------------------------------------------------------- lightning
-    def train_dataloader(self) -> DataLoader:
-        # Lightning warns about __len__ with multi-process loading; batch numbers are never loaded by workers.
-        warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
-        return DataLoader(_BatchNumbers(self.steps_per_epoch), batch_size=None, num_workers=0)
+    def train_dataloader(self) -> _BatchTickets:
+        return _BatchTickets(self.steps_per_epoch, self)
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return self.render(epoch * self.steps_per_epoch + int(batch), batch.device)
+        if self.trainer is None:
+            return self.render(int(batch), batch.device)
+        # The trainer's count of batches made ready so far (restored from checkpoints, mid-epoch too) is
+        # the global batch number, so a resumed run continues with exactly the batches it would have seen.
+        return self.render(self.trainer.fit_loop.epoch_loop.batch_progress.total.ready, batch.device)
 
     # ------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def render(self, step: int, device: torch.device | str | None = None) -> Batch:
-        """The batch of global batch number ``step`` for this rank, on ``device``; a pure function of
-        (seed, rank, step)."""
+    def _placed(self, device: torch.device | str | None) -> torch.device:
         device = torch.device(device or self.generator.device)
         if self.generator.device != device:
             self.generator.to(device)
             self.augment.to(device)
-        seed = stream_seed(self.seed, self.rank, step)
-        rng = torch.Generator(device=device).manual_seed(seed)
+        return device
+
+    @torch.no_grad()
+    def draw(self, step: int, device: torch.device | str | None = None) -> ViewPair:
+        """The un-augmented view pair of global batch ``step`` for this rank: a pure function of
+        (seed, rank, step)."""
+        device = self._placed(device)
+        rng = torch.Generator(device=device).manual_seed(stream_seed(self.seed, self.rank, step))
         autocast = (
             torch.autocast(device.type, dtype=self.autocast_dtype)
             if device.type == "cuda" and self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
         with autocast:
-            pair = self.sampler(self.batch_size, rng)
+            return self.sampler(self.batch_size, rng)
+
+    @torch.no_grad()
+    def render(self, step: int, device: torch.device | str | None = None) -> Batch:
+        """The training batch of global batch ``step`` for this rank, in solo-learn's format, on ``device``."""
+        pair = self.draw(step, device)
+        device = pair.base.device
         # kornia draws its parameters from the global RNG: fork it so the step seed fixes them too.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed ^ 0x5EED)
+            torch.manual_seed(stream_seed(self.seed, self.rank, step) ^ 0x5EED)
             views = self.augment(torch.cat([pair.anchor, pair.positive]).float()).chunk(2)
         start = (step * self.world_size + self.rank) * self.batch_size
         indexes = torch.arange(start, start + self.batch_size, device=device)

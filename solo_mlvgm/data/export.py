@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.runs import write_json
 
 SPLITS = {"train": 0, "test": 1, "export": 2}
 
@@ -53,27 +53,41 @@ def export_image_folder(
     if n <= 0:
         raise ConfigError(f"export needs n > 0, got {n}")
     out = Path(out)
-    manifest = {"n": n, "seed": seed, "format": fmt, "generator": type(generator).__name__,
-                "resolution": generator.resolution}
+    manifest = {
+        "n": n,
+        "seed": seed,
+        "format": fmt,
+        "generator": type(generator).__name__,
+        "arch": generator.arch,
+    }
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
         return out
     if out.exists():
-        foreign = [p.name for p in out.iterdir() if not (p.name.startswith("class_") or p.name in ("unlabelled", "manifest.json"))]
+        ours = (
+            "class_",
+            "unlabelled",
+            "manifest.json",
+            ".",
+        )  # "." covers temporary files of a crashed export
+        foreign = [p.name for p in out.iterdir() if not p.name.startswith(ours)]
         if foreign:
-            raise ConfigError(f"'{out}' holds files that are not an export ({foreign[:3]}); choose another --out")
+            raise ConfigError(
+                f"'{out}' holds files that are not an export ({foreign[:3]}); choose another --out"
+            )
         # An incomplete or different earlier export: remove it whole so no stale image survives.
         manifest_path.unlink(missing_ok=True)
-        for folder in out.iterdir():
-            shutil.rmtree(folder)
+        for entry in out.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     images, labels = render_labelled(generator, n, seed, "export")
     for i, (image, label) in enumerate(zip(images, labels.tolist(), strict=True)):
         folder = out / (f"class_{label:02d}" if label >= 0 else "unlabelled")
         folder.mkdir(parents=True, exist_ok=True)
         save_image(image, folder / f"{i:06d}.{fmt}")
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, manifest_path)
+    write_json(manifest_path, manifest)  # last: its presence marks a complete export
     return out
 
 
@@ -88,7 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         kwargs = {"resolution": args.resolution} if args.resolution else {}
-        path = export_image_folder(build_generator(args.generator, **kwargs), args.out, args.n, args.seed, args.format)
+        path = export_image_folder(
+            build_generator(args.generator, **kwargs), args.out, args.n, args.seed, args.format
+        )
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     print(f"exported {args.n} images to {path}")

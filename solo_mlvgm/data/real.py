@@ -58,7 +58,9 @@ class ImageFolderData(pl.LightningDataModule):
         super().__init__()
         self.dataset = IndexedImageFolder(train_path, resolution)
         if len(self.dataset) < batch_size:
-            raise ConfigError(f"image folder '{train_path}' has {len(self.dataset)} images, fewer than one batch ({batch_size})")
+            raise ConfigError(
+                f"image folder '{train_path}' has {len(self.dataset)} images, fewer than one batch ({batch_size})"
+            )
         self.num_classes = len(self.dataset.folder.classes)
         self.augment = build_pixel_augment(pixel, resolution, crop_min_scale, mean, std)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)

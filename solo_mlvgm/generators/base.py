@@ -39,6 +39,7 @@ class MultiLatentGenerator(nn.Module):
     resolution: int
     base_dim: int
     num_classes: int = 0  # classes that ``labels`` returns; 0 for generators without labels
+    arch: dict  # the constructor arguments that define this generator (recorded with exports and runs)
 
     def __init__(self, truncation: float = 2.0) -> None:
         super().__init__()

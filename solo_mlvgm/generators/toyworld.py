@@ -75,6 +75,16 @@ class ToyWorld(MultiLatentGenerator):
             raise ConfigError("toyworld needs coupling >= 0 and shape_temperature > 0")
 
         self.factors = factors
+        self.arch = {
+            "factors": list(factors),
+            "level_dim": level_dim,
+            "resolution": resolution,
+            "num_classes": num_classes,
+            "coupling": coupling,
+            "shape_temperature": shape_temperature,
+            "truncation": truncation,
+            "world_seed": world_seed,
+        }
         self.level_dim = int(level_dim)
         self.resolution = int(resolution)
         self.num_shapes = int(num_classes)

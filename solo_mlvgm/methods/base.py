@@ -7,6 +7,7 @@ backends. A method fills its ``method_kwargs`` defaults and rejects unknown keys
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -66,6 +67,13 @@ class SSLMethod(pl.LightningModule):
                 raise ConfigError(f"optimizer.{key} must be > 0, got {opt[key]}")
         if opt.weight_decay < 0:
             raise ConfigError(f"optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
+        warmup = float(cfg.scheduler.get("warmup_epochs", 0))
+        if cfg.scheduler.name != "none" and not 0 <= warmup < int(cfg.max_epochs):
+            raise ConfigError(
+                f"scheduler.warmup_epochs must be in [0, max_epochs={cfg.max_epochs}), got {warmup}"
+            )
+        probe = [{"params": [nn.Parameter(torch.zeros(1))]}]  # builds the optimiser once to check its kwargs
+        _build_optimizer(opt.name, probe, float(opt.lr), float(opt.weight_decay), _split_kwargs(opt)[1])
         return cfg
 
     # ----------------------------------------------------------- training
@@ -99,25 +107,34 @@ class SSLMethod(pl.LightningModule):
     # ---------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.cfg.optimizer
-        kwargs = dict(opt.get("kwargs") or {})
-        exclude = bool(kwargs.pop("exclude_bias_n_norm", False))
+        exclude, kwargs = _split_kwargs(opt)
         params = [p for m in self.trainable_modules() for p in m.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if not (exclude and p.ndim == 1)]}]
         if exclude:  # no weight decay (and, for LARS, no adaptive scaling) on biases and norm parameters
             groups.append({"params": [p for p in params if p.ndim == 1], "weight_decay": 0.0})
         if self.classifier is not None:
             groups.append(
-                {"params": list(self.classifier.parameters()), "lr": opt.classifier_lr, "weight_decay": 0.0}
+                {
+                    "params": list(self.classifier.parameters()),
+                    "lr": opt.scaled_classifier_lr,
+                    "weight_decay": 0.0,
+                }
             )
-        optimizer = _build_optimizer(opt.name, groups, float(opt.lr), float(opt.weight_decay), kwargs)
+        optimizer = _build_optimizer(opt.name, groups, float(opt.scaled_lr), float(opt.weight_decay), kwargs)
         if self.cfg.scheduler.name == "none":
             return {"optimizer": optimizer}
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        steps_per_epoch = total / max(1, int(self.cfg.max_epochs))
-        warmup = int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch)
-        end = float(self.cfg.scheduler.get("min_lr", 0.0)) / float(opt.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))  # honours max_steps
+        steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        warmup = min(total - 1, int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch))
+        end = float(self.cfg.scheduler.get("min_lr", 0.0)) / float(opt.scaled_lr)
         scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total, end_value=end)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _split_kwargs(opt: DictConfig) -> tuple[bool, dict]:
+    """(exclude_bias_n_norm, the remaining optimizer.kwargs for the optimiser's constructor)."""
+    kwargs = dict(opt.get("kwargs") or {})
+    return bool(kwargs.pop("exclude_bias_n_norm", False)), kwargs
 
 
 def _build_optimizer(
@@ -142,5 +159,5 @@ def _build_optimizer(
         if name == "adam":
             return torch.optim.Adam(groups, lr=lr, weight_decay=wd, **kwargs)
         return torch.optim.AdamW(groups, lr=lr, weight_decay=wd, **kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"optimizer.kwargs do not fit optimizer '{name}': {err}") from None

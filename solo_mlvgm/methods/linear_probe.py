@@ -48,6 +48,7 @@ def train_linear_probe(
     """Train a linear classifier on features and return top-1/top-5 (percent) on both splits."""
     mean, std = train_x.mean(0, keepdim=True), train_x.std(0, keepdim=True).clamp_min(1e-6)
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    batch_size = min(batch_size, len(train_x))  # a small split still trains
     rng = torch.Generator().manual_seed(seed)
     probe = nn.Linear(train_x.shape[1], num_classes)
     optimizer = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)

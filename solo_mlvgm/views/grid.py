@@ -9,6 +9,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.runs import temporary_sibling
 from solo_mlvgm.views.perturbation import RandomPerturbation
 from solo_mlvgm.views.spec import ViewSpec
 
@@ -47,7 +48,7 @@ def save_level_grid(path: str | Path, generator: MultiLatentGenerator, **kwargs:
     images, names = level_grid(generator, **kwargs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
+    tmp = temporary_sibling(path).with_suffix(".png")
     save_image(make_grid(images.float().cpu(), nrow=n_anchors, padding=2, pad_value=1.0), tmp)
     tmp.replace(path)
     return names

@@ -43,4 +43,6 @@ class ViewSampler:
         else:
             both = [torch.cat([a, p]) for a, p in zip(anchor_levels, positive_levels, strict=True)]
             anchor, positive = self.generator(both).chunk(2)
-        return ViewPair(anchor, positive, self.generator.labels(anchor_levels), base)
+        with torch.autocast(base.device.type, enabled=False):  # labels from fp32 latents, never bf16
+            labels = self.generator.labels(anchor_levels)
+        return ViewPair(anchor, positive, labels, base)

@@ -59,13 +59,21 @@ class ViewSpec:
                 raise ConfigError(f"views.perturb.{level}.type must be 'random', got '{kind}'")
             try:
                 perturb[str(level)] = RandomPerturbation(**{k: float(v) for k, v in p.items()})
-            except ConfigError as err:
+            except (ConfigError, TypeError, ValueError) as err:
                 raise ConfigError(f"views.perturb.{level}: {err}") from None
+        try:
+            crop_min_scale = float(cfg.get("crop_min_scale", 0.2))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"views.crop_min_scale must be a number, got {cfg.get('crop_min_scale')!r}"
+            ) from None
+        if not 0 < crop_min_scale <= 1:
+            raise ConfigError(f"views.crop_min_scale must be in (0, 1], got {crop_min_scale}")
         return cls(
             name=str(cfg.get("name", "custom")),
             perturb=perturb,
             pixel=str(cfg.get("pixel", "none")),
-            crop_min_scale=float(cfg.get("crop_min_scale", 0.2)),
+            crop_min_scale=crop_min_scale,
         )
 
     def resolve(self, generator: MultiLatentGenerator) -> list[tuple[tuple[int, ...], RandomPerturbation]]:
