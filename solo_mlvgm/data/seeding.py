@@ -1,7 +1,8 @@
 """Seeds for independent random streams, derived from (seed, stream, counter) by numpy's SeedSequence.
 
 Continuous Sampling uses stream = rank and counter = global batch number, so ranks never draw the same
-latents, a run is reproducible, and a resumed run draws exactly the batches the uninterrupted run would.
+latents, a run is reproducible, and a resumed run draws exactly the batches the uninterrupted run would
+(the counter is the trainer's restored batch count; see ``ContinuousSampling.on_after_batch_transfer``).
 Evaluation splits use streams at and above ``EVAL_STREAM``, never reached by a rank.
 """
 
