@@ -7,6 +7,7 @@ and before anything is written into the run folder.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -124,6 +125,10 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
 def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
     if int(cfg.max_epochs) < 1:
         raise ConfigError(f"max_epochs must be >= 1, got {cfg.max_epochs}")
+    # Lightning's device banner would precede a one-line config error; our own summary names the device.
+    banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = banner.level
+    banner.setLevel(logging.WARNING)
     try:
         return pl.Trainer(
             default_root_dir=str(run_dir),
@@ -141,6 +146,8 @@ def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         )
     except (MisconfigurationException, ValueError, TypeError) as err:
         raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
+    finally:
+        banner.setLevel(level)
 
 
 @rank_zero_only
