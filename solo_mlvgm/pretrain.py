@@ -155,8 +155,13 @@ def _write_start(job: Pretraining) -> None:
     cfg, run_dir = job.cfg, job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir / "config.yaml", cfg)
+    trainer = job.trainer
+    device = (
+        f"{type(trainer.accelerator).__name__.removesuffix('Accelerator').lower()} x {trainer.num_devices}"
+    )
     print(
-        f"backend: {cfg.backend} | method: {cfg.method} | backbone: {cfg.backbone.name} | data: {cfg.data.source}"
+        f"backend: {cfg.backend} | method: {cfg.method} | backbone: {cfg.backbone.name} | "
+        f"data: {cfg.data.source} | device: {device} | precision: {trainer.precision}"
     )
     if job.generator is not None:
         rows = save_level_grid(run_dir / "view_grid.png", job.generator, spec=job.spec, seed=int(cfg.seed))
