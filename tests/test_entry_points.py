@@ -78,3 +78,16 @@ def test_linear_evaluation_of_a_missing_run_is_one_line(tmp_path):
     assert done.returncode == 2
     expected = f"error: no pretrained backbone at '{tmp_path / 'nothing'}' (expected backbone.pt from main_pretrain.py)"
     assert done.stderr.strip().splitlines() == [expected]
+
+
+def test_view_grid_script_writes_the_figure(tmp_path):
+    done = _run(
+        "scripts/view_grid.py",
+        f"out={tmp_path / 'grid.png'}",
+        "n_anchors=3",
+        "generator.resolution=64",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "grid.png").stat().st_size > 0 and "none (std 1)" in done.stdout
+    assert not list(tmp_path.glob("*.log"))  # no hydra log files dropped into the working directory
