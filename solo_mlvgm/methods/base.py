@@ -121,9 +121,9 @@ class SSLMethod(pl.LightningModule):
                 }
             )
         optimizer = _build_optimizer(opt.name, groups, float(opt.scaled_lr), float(opt.weight_decay), kwargs)
+        total = self.total_steps = max(1, int(self.trainer.estimated_stepping_batches))  # honours max_steps
         if self.cfg.scheduler.name == "none":
             return {"optimizer": optimizer}
-        total = max(1, int(self.trainer.estimated_stepping_batches))  # honours max_steps
         steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
         warmup = min(total - 1, int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch))
         end = float(self.cfg.scheduler.get("min_lr", 0.0)) / float(opt.scaled_lr)

@@ -41,9 +41,7 @@ class BYOL(SSLMethod):
 
     def ssl_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
         kw = self.cfg.method_kwargs
-        tau = cosine_schedule(
-            self.global_step, max(1, int(self.trainer.estimated_stepping_batches)), kw.base_tau, kw.final_tau
-        )
+        tau = cosine_schedule(self.global_step, self.total_steps, kw.base_tau, kw.final_tau)
         update_momentum(self.backbone, self.momentum_backbone, m=tau)
         update_momentum(self.projector, self.momentum_projector, m=tau)
         f0, f1 = self.backbone(views[0]), self.backbone(views[1])
