@@ -80,11 +80,6 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     generator: MultiLatentGenerator | None = None
     data: pl.LightningDataModule
     if source == "continuous":
-        if int(cfg.data.epoch_size) < batch_size * trainer.world_size:
-            raise ConfigError(
-                f"data.epoch_size {cfg.data.epoch_size} is smaller than one global batch "
-                f"({batch_size} x {trainer.world_size} devices)"
-            )
         generator = build_generator_from_cfg(cfg.generator)
         if cfg.data.autocast not in _AUTOCAST:
             raise ConfigError(f"data.autocast must be one of {list(_AUTOCAST)}, got '{cfg.data.autocast}'")
@@ -96,6 +91,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
             seed=int(cfg.seed),
             crop_size=cfg.data.get("crop_size"),
             autocast_dtype=_AUTOCAST[cfg.data.autocast],
+            world_size=trainer.world_size,
         )
         num_classes = generator.num_classes
     else:
@@ -114,10 +110,6 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         if cfg.data.get("num_classes", "auto") == "auto":
             cfg.data.num_classes = int(num_classes)
         cfg.backend = backend
-        # As solo-learn does: configured rates are per 256 images of global batch.
-        scale = batch_size * trainer.world_size / 256
-        cfg.optimizer.scaled_lr = float(cfg.optimizer.lr) * scale
-        cfg.optimizer.scaled_classifier_lr = float(cfg.optimizer.classifier_lr) * scale
     method = cls(cfg)
     return Pretraining(cfg, method, data, trainer, generator, spec, run_dir)
 

@@ -79,6 +79,7 @@ class ContinuousSampling(pl.LightningDataModule):
         self.seed = int(seed)
         self.autocast_dtype = autocast_dtype
         self._rank, self._world_size = rank, world_size
+        self.steps_per_epoch  # noqa: B018 - fails now, not at the first step, if the epoch is too short
 
     # ------------------------------------------------------------ placement
     @property
@@ -107,8 +108,6 @@ class ContinuousSampling(pl.LightningDataModule):
         return _BatchTickets(self.steps_per_epoch, self)
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
-        if self.trainer is None:
-            return self.render(int(batch), batch.device)
         # The trainer's count of batches made ready so far (restored from checkpoints, mid-epoch too) is
         # the global batch number, so a resumed run continues with exactly the batches it would have seen.
         return self.render(self.trainer.fit_loop.epoch_loop.batch_progress.total.ready, batch.device)

@@ -64,12 +64,8 @@ def export_image_folder(
     if manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
         return out
     if out.exists():
-        ours = (
-            "class_",
-            "unlabelled",
-            "manifest.json",
-            ".",
-        )  # "." covers temporary files of a crashed export
+        # Names an export writes ("." prefixes the temporary files of an interrupted write).
+        ours = ("class_", "unlabelled", "manifest.json", ".")
         foreign = [p.name for p in out.iterdir() if not p.name.startswith(ours)]
         if foreign:
             raise ConfigError(

@@ -13,6 +13,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def check_pixel_options(preset: str, crop_min_scale: float) -> None:
+    """Reject an unknown preset or a crop scale outside (0, 1] with one clear line."""
+    if preset not in PIXEL_PRESETS:
+        raise ConfigError(f"unknown pixel preset '{preset}'; known: {', '.join(PIXEL_PRESETS)}")
+    if not 0 < crop_min_scale <= 1:
+        raise ConfigError(f"crop_min_scale must be in (0, 1], got {crop_min_scale}")
+
+
 def build_pixel_augment(
     preset: str,
     size: int,
@@ -25,10 +33,7 @@ def build_pixel_augment(
     ``simclr``: random resized crop, flip, colour jitter (0.4, 0.4, 0.4, 0.1, p=0.8), grayscale (p=0.2);
     ``no_color``: crop and flip only (the paper's preset for multi-level views); ``none``: resize only.
     """
-    if preset not in PIXEL_PRESETS:
-        raise ConfigError(f"unknown pixel preset '{preset}'; known: {', '.join(PIXEL_PRESETS)}")
-    if not 0 < crop_min_scale <= 1:
-        raise ConfigError(f"crop_min_scale must be in (0, 1], got {crop_min_scale}")
+    check_pixel_options(preset, crop_min_scale)
     ops: list[nn.Module] = []
     if preset == "none":
         ops.append(K.Resize((size, size)))

@@ -23,7 +23,7 @@ from typing import Any
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.views.perturbation import RandomPerturbation
-from solo_mlvgm.views.pixel import PIXEL_PRESETS
+from solo_mlvgm.views.pixel import check_pixel_options
 
 _PERTURBATION_KEYS = {"type", "mean", "std", "truncation"}
 
@@ -36,8 +36,7 @@ class ViewSpec:
     crop_min_scale: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.pixel not in PIXEL_PRESETS:
-            raise ConfigError(f"unknown pixel preset '{self.pixel}'; known: {', '.join(PIXEL_PRESETS)}")
+        check_pixel_options(self.pixel, self.crop_min_scale)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ViewSpec:
@@ -67,8 +66,6 @@ class ViewSpec:
             raise ConfigError(
                 f"views.crop_min_scale must be a number, got {cfg.get('crop_min_scale')!r}"
             ) from None
-        if not 0 < crop_min_scale <= 1:
-            raise ConfigError(f"views.crop_min_scale must be in (0, 1], got {crop_min_scale}")
         return cls(
             name=str(cfg.get("name", "custom")),
             perturb=perturb,
