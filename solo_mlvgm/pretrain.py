@@ -7,9 +7,11 @@ and before anything is written into the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,18 @@ def build_generator_from_cfg(cfg: DictConfig) -> MultiLatentGenerator:
     return build_generator(name, checkpoint=checkpoint, **gcfg)
 
 
+def load_views_file(path: str) -> DictConfig:
+    """A ``views`` block from a YAML file (e.g. a quantification run's recommended_views.yaml)."""
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"views_file '{path}' is not a file (e.g. runs/mi_quant/latest/recommended_views.yaml)"
+        )
+    views = OmegaConf.load(path)
+    if not isinstance(views, DictConfig):
+        raise ConfigError(f"views_file '{path}' does not hold a views block (name, pixel, perturb, ...)")
+    return views
+
+
 def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     """Check and build method, data source and trainer; raise ``ConfigError`` on any bad input."""
     backend = cfg.get("backend", "lightly")
@@ -71,6 +85,9 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     cls = method_class(cfg.method)
     cfg = cls.validate_cfg(cfg)
     trainer = _build_trainer(cfg, run_dir)
+    if cfg.get("views_file"):
+        with open_dict(cfg):
+            cfg.views = load_views_file(cfg.views_file)
     spec = ViewSpec.from_config(cfg.views)
     source = cfg.data.source
     if source not in DATA_SOURCES:
@@ -117,10 +134,24 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
 def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
     if int(cfg.max_epochs) < 1:
         raise ConfigError(f"max_epochs must be >= 1, got {cfg.max_epochs}")
-    # Lightning's device banner would precede a one-line config error; our own summary names the device.
+    with quiet_lightning():
+        return _trainer(cfg, run_dir)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's device banner: it would precede a one-line config error, and our own summary
+    names the device."""
     banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     level = banner.level
     banner.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        banner.setLevel(level)
+
+
+def _trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
     try:
         return pl.Trainer(
             default_root_dir=str(run_dir),
@@ -138,8 +169,6 @@ def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         )
     except (MisconfigurationException, ValueError, TypeError) as err:
         raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
-    finally:
-        banner.setLevel(level)
 
 
 @rank_zero_only
@@ -159,7 +188,7 @@ def _write_start(job: Pretraining) -> None:
         rows = save_level_grid(run_dir / "view_grid.png", job.generator, spec=job.spec, seed=int(cfg.seed))
         print(
             f"generator: {cfg.generator.name} with levels {job.generator.level_names}; views '{job.spec.name}': "
-            f"{ {k: v.std for k, v in job.spec.perturb.items()} } + pixel '{job.spec.pixel}'"
+            f"{ {k: v.describe() for k, v in job.spec.perturb.items()} } + pixel '{job.spec.pixel}'"
         )
         print(f"view grid ({', '.join(rows)}): {run_dir / 'view_grid.png'}")
     elif job.spec.perturb:

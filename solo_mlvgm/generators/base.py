@@ -74,6 +74,19 @@ class MultiLatentGenerator(nn.Module):
         """Images ``[n, 3, resolution, resolution]`` in [0, 1] from per-level latents."""
         raise NotImplementedError
 
+    def forward_pair(
+        self, anchor: Sequence[Tensor], positive: Sequence[Tensor], first_changed: int
+    ) -> tuple[Tensor, Tensor]:
+        """Render anchor and positive levels that agree on every level before ``first_changed``.
+
+        The default renders both in one ``2n`` pass. Generators whose computation up to a level depends
+        only on the levels before it override this to compute that shared part once (the MI method
+        perturbs one level at a time, and late levels leave most of the work shared).
+        """
+        both = [torch.cat([a, p]) for a, p in zip(anchor, positive, strict=True)]
+        first, second = self(both).chunk(2)
+        return first, second
+
     def labels(self, levels: Sequence[Tensor]) -> Tensor | None:
         """Class labels (LongTensor ``[n]``), or None for generators without classes."""
         return None

@@ -154,13 +154,32 @@ class ToyWorld(MultiLatentGenerator):
 
     # -------------------------------------------------------------- rendering
     def forward(self, levels: Sequence[Tensor]) -> Tensor:
+        self._check(levels)
+        p = self.factor_params(levels)
+        return self._composite(p, self._object_mask(p["shape"], p["pose"]), levels)
+
+    def forward_pair(
+        self, anchor: Sequence[Tensor], positive: Sequence[Tensor], first_changed: int
+    ) -> tuple[Tensor, Tensor]:
+        # The object mask (the costly part: one SDF per shape) depends on the shape and pose levels only,
+        # and each factor on the levels up to its own. When both come before the first changed level, the
+        # anchor's mask is the positive's too and is computed once.
+        self._check(anchor)
+        self._check(positive)
+        mask_levels = [self.factors.index(f) for f in ("shape", "pose") if f in self.factors]
+        if any(i >= first_changed for i in mask_levels):
+            return super().forward_pair(anchor, positive, first_changed)
+        pa, pp = self.factor_params(anchor), self.factor_params(positive)
+        mask = self._object_mask(pa["shape"], pa["pose"])
+        return self._composite(pa, mask, anchor), self._composite(pp, mask, positive)
+
+    def _check(self, levels: Sequence[Tensor]) -> None:
         if len(levels) != len(self.levels):
             raise ValueError(f"expected {len(self.levels)} level latents, got {len(levels)}")
-        p = self.factor_params(levels)
-        mask = self._object_mask(p["shape"], p["pose"])  # [n, H, W]
+
+    def _composite(self, p: dict[str, Tensor], mask: Tensor, levels: Sequence[Tensor]) -> Tensor:
         obj_rgb, bg_rgb = self._colors(p["color"])  # [n, 3] each
         pattern, amp_obj, amp_bg = self._texture(p["texture"])  # [n, H, W], [n], [n]
-
         obj = obj_rgb[:, :, None, None] * (1 + amp_obj[:, None, None, None] * pattern[:, None])
         bg = bg_rgb[:, :, None, None] * (1 + amp_bg[:, None, None, None] * pattern[:, None])
         image = mask[:, None] * obj + (1 - mask[:, None]) * bg

@@ -10,7 +10,7 @@ from torchvision.utils import make_grid, save_image
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.runs import temporary_sibling
-from solo_mlvgm.views.perturbation import RandomPerturbation
+from solo_mlvgm.views.perturbation import Perturbation, RandomPerturbation
 from solo_mlvgm.views.spec import ViewSpec
 
 UNIT_PERTURBATION = RandomPerturbation(std=1.0)
@@ -30,15 +30,15 @@ def level_grid(
     """
     rng = torch.Generator(device=generator.device).manual_seed(seed)
     base = generator.sample_base(n_anchors, generator=rng)
-    magnitudes = {}
+    magnitudes: dict[tuple[int, ...], Perturbation] = {}
     if spec is not None:
         magnitudes = {idx: p for idx, p in spec.resolve(generator) if len(idx) == 1}
     rows, names = [generator(generator.to_levels(base))], ["anchor"]
     for i, level in enumerate(generator.levels):
         p = magnitudes.get((i,), default)
-        delta = p.sample(n_anchors, len(generator.coords_of((i,))), base.device, rng)
+        delta = p.delta(base[:, generator.coords_of((i,))], rng)
         rows.append(generator(generator.perturb(base, [((i,), delta)])))
-        names.append(f"{level.name} (std {p.std:g})")
+        names.append(f"{level.name} ({p.describe()})")
     return torch.cat(rows), names
 
 

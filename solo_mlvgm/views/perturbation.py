@@ -1,14 +1,19 @@
-"""Random latent perturbations: truncated Gaussian noise added to the base coordinates of a level."""
+"""Latent perturbations of a level's base coordinates z: random (z + noise) or learned (z + p(z), a walker).
+
+Both expose ``delta(z, rng)``, the change added to z, so the view sampler treats them alike.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import truncated_normal_
+from solo_mlvgm.views.walker import Walker
 
 
 @dataclass(frozen=True)
@@ -28,3 +33,33 @@ class RandomPerturbation:
     def sample(self, n: int, dim: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
         delta = torch.empty(n, dim, device=device)
         return truncated_normal_(delta, self.mean, self.std, self.truncation, generator=generator)
+
+    def delta(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.sample(z.shape[0], z.shape[1], z.device, generator)
+
+    def describe(self) -> str:
+        return f"std {self.std:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedPerturbation:
+    """delta = p(z) from a trained walker (deterministic: the walker decides the view from the anchor)."""
+
+    walker: Walker
+    source: str  # the walker file, for messages and run records
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def delta(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if z.shape[1] != self.walker.dim:
+            raise ConfigError(
+                f"walker '{self.source}' expects {self.walker.dim} base coordinates, the level has {z.shape[1]}"
+            )
+        if next(self.walker.parameters()).device != z.device:
+            self.walker.to(z.device)
+        return self.walker(z.float()).to(z.dtype)
+
+    def describe(self) -> str:
+        return f"walker {self.source}"
+
+
+Perturbation = RandomPerturbation | LearnedPerturbation

@@ -1,4 +1,4 @@
-"""Anchor and positive images from one batch of base latents, rendered in one generator pass."""
+"""Anchor and positive images from one batch of base latents, rendered together (``forward_pair``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ViewSampler:
         """Base latents, anchor levels and positive levels; each planned level gets its own noise draw."""
         g = self.generator
         base = g.sample_base(n, generator=rng)
-        deltas = [(idx, p.sample(n, len(g.coords_of(idx)), base.device, rng)) for idx, p in self.plan]
+        deltas = [(idx, p.delta(base[:, g.coords_of(idx)], rng)) for idx, p in self.plan]
         return base, g.to_levels(base), g.perturb(base, deltas)
 
     @torch.no_grad()
@@ -41,8 +41,8 @@ class ViewSampler:
             anchor = self.generator(anchor_levels)
             positive = anchor
         else:
-            both = [torch.cat([a, p]) for a, p in zip(anchor_levels, positive_levels, strict=True)]
-            anchor, positive = self.generator(both).chunk(2)
+            first_changed = min(i for idx, _ in self.plan for i in idx)
+            anchor, positive = self.generator.forward_pair(anchor_levels, positive_levels, first_changed)
         with torch.autocast(base.device.type, enabled=False):  # labels from fp32 latents, never bf16
             labels = self.generator.labels(anchor_levels)
         return ViewPair(anchor, positive, labels, base)

@@ -9,9 +9,13 @@ A spec is written in a config as::
       perturb:                 # level or group name -> random perturbation; levels not named stay unchanged
         pose: {std: 1.0}
         color: {mean: 0.0, std: 1.0, truncation: 2.0}
+        texture: {type: learned, walker: runs/mi_quant/latest/levels/texture/walker.pt}
 
 The paper's baselines are specs too: ``perturb: {}`` is ``synth`` (no latent change) and
-``perturb: {all: {std: 0.2}}`` is single-latent random (one magnitude on the whole latent).
+``perturb: {all: {std: 0.2}}`` is single-latent random (one magnitude on the whole latent), and
+``perturb: {all: {type: learned, walker: ...}}`` single-latent learned (Li et al., 2022) with a walker that
+``main_quantify.py levels=[all]`` trained. A learned walker must come from the same generator (name and
+architecture) and the same level it is applied to; both are checked before training.
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ from typing import Any
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.views.perturbation import RandomPerturbation
+from solo_mlvgm.views.perturbation import LearnedPerturbation, Perturbation, RandomPerturbation
 from solo_mlvgm.views.pixel import check_pixel_options
+from solo_mlvgm.views.walker import load_walker
 
-_PERTURBATION_KEYS = {"type", "mean", "std", "truncation"}
+_KEYS = {"random": {"type", "mean", "std", "truncation"}, "learned": {"type", "walker"}}
 
 
 @dataclass(frozen=True)
 class ViewSpec:
     name: str = "synth"
-    perturb: Mapping[str, RandomPerturbation] = field(default_factory=dict)
+    perturb: Mapping[str, Perturbation] = field(default_factory=dict)
     pixel: str = "none"
     crop_min_scale: float = 0.2
 
@@ -45,21 +50,9 @@ class ViewSpec:
         extra = set(cfg) - allowed
         if extra:
             raise ConfigError(f"views has unknown keys {sorted(extra)}; allowed: {sorted(allowed)}")
-        perturb: dict[str, RandomPerturbation] = {}
+        perturb: dict[str, Perturbation] = {}
         for level, p in (cfg.get("perturb") or {}).items():
-            p = dict(p or {})
-            bad = set(p) - _PERTURBATION_KEYS
-            if bad:
-                raise ConfigError(
-                    f"views.perturb.{level} has unknown keys {sorted(bad)}; allowed: {sorted(_PERTURBATION_KEYS)}"
-                )
-            kind = p.pop("type", "random")
-            if kind != "random":
-                raise ConfigError(f"views.perturb.{level}.type must be 'random', got '{kind}'")
-            try:
-                perturb[str(level)] = RandomPerturbation(**{k: float(v) for k, v in p.items()})
-            except (ConfigError, TypeError, ValueError) as err:
-                raise ConfigError(f"views.perturb.{level}: {err}") from None
+            perturb[str(level)] = _parse_perturbation(str(level), dict(p or {}))
         try:
             crop_min_scale = float(cfg.get("crop_min_scale", 0.2))
         except (TypeError, ValueError):
@@ -73,7 +66,7 @@ class ViewSpec:
             crop_min_scale=crop_min_scale,
         )
 
-    def resolve(self, generator: MultiLatentGenerator) -> list[tuple[tuple[int, ...], RandomPerturbation]]:
+    def resolve(self, generator: MultiLatentGenerator) -> list[tuple[tuple[int, ...], Perturbation]]:
         """(level indices, perturbation) pairs for this generator; unknown names fail here, before training."""
         resolved = [(generator.resolve(name), p) for name, p in self.perturb.items()]
         seen: set[int] = set()
@@ -84,4 +77,43 @@ class ViewSpec:
                     f"views perturb level(s) {names} twice (a level and a group containing it?)"
                 )
             seen |= set(indices)
+        for (indices, p), name in zip(resolved, self.perturb, strict=True):
+            if isinstance(p, LearnedPerturbation):
+                _check_walker_fits(p, name, indices, generator)
         return resolved
+
+
+def _parse_perturbation(level: str, p: dict[str, Any]) -> Perturbation:
+    kind = p.get("type", "random")
+    if kind not in _KEYS:
+        raise ConfigError(f"views.perturb.{level}.type must be one of {sorted(_KEYS)}, got '{kind}'")
+    bad = set(p) - _KEYS[kind]
+    if bad:
+        raise ConfigError(
+            f"views.perturb.{level} has unknown keys {sorted(bad)} for type '{kind}'; allowed: {sorted(_KEYS[kind])}"
+        )
+    if kind == "learned":
+        if not p.get("walker"):
+            raise ConfigError(f"views.perturb.{level} of type 'learned' needs walker=<walker.pt>")
+        walker, meta = load_walker(p["walker"])
+        return LearnedPerturbation(walker, str(p["walker"]), meta)
+    try:
+        return RandomPerturbation(**{k: float(v) for k, v in p.items() if k != "type"})
+    except (ConfigError, TypeError, ValueError) as err:
+        raise ConfigError(f"views.perturb.{level}: {err}") from None
+
+
+def _check_walker_fits(
+    p: LearnedPerturbation, name: str, indices: tuple[int, ...], generator: MultiLatentGenerator
+) -> None:
+    """A walker is only meaningful on the generator and level it was trained on."""
+    trained = p.meta.get("generator", {})
+    if trained.get("arch") != generator.arch:
+        raise ConfigError(
+            f"walker '{p.source}' was trained on a different generator ({trained.get('name')} "
+            f"{trained.get('arch')}), not this one ({generator.arch})"
+        )
+    if tuple(p.meta.get("indices", ())) != tuple(indices):
+        raise ConfigError(
+            f"walker '{p.source}' was trained on level '{p.meta.get('level')}', not on '{name}'"
+        )

@@ -1,0 +1,305 @@
+"""main_quantify.py: run mi_quant on every selected level, then Monte Carlo, Table 1, plots, recommended views.
+
+Run folder::
+
+    config.yaml                       the resolved config (a resumed run must match it)
+    levels/<level>/history.csv        loss, smoothed loss and mean ||p(z)|| per step
+    levels/<level>/walker.pt          the walker at the stop (state dict + meta; a learned view)
+    levels/<level>/encoder.pt         the encoder and head at the stop (state dict + config)
+    levels/<level>/result.json        written last: a level with this file is finished and never rerun
+    mi_table.{json,csv,md}, loss_curves.png, mu_sigma.png, recommended_views.yaml
+
+Each level is written as soon as it finishes, so an interrupted run keeps its finished levels; running the
+same command with ``resume=<run folder>`` trains only the rest. Every level starts from the same seed, so a
+level's result does not depend on which levels ran before it in the same process.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.methods.mi_quant import MIQuant
+from solo_mlvgm.pretrain import build_generator_from_cfg, quiet_lightning
+from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
+from solo_mlvgm.quantify.plots import plot_loss_curves, plot_mu_sigma
+from solo_mlvgm.quantify.recommend import recommended_views
+from solo_mlvgm.quantify.table import assign_verdicts, write_table
+from solo_mlvgm.runs import point_latest, save_config, write_atomic, write_json
+from solo_mlvgm.views.pixel import check_pixel_options
+from solo_mlvgm.views.walker import save_walker
+
+MC_STREAM = EVAL_STREAM + 100  # Monte Carlo anchors: a stream no training batch or eval split uses
+# Keys that may differ between a run and its resumption: they do not change a finished level's result.
+RESUME_FREE_KEYS = ("levels", "recommend", "resume", "accelerator", "devices")
+
+
+def selected_levels(cfg: DictConfig, generator: MultiLatentGenerator) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, level indices) of every level or group to quantify; every level alone when ``levels`` is null."""
+    names = cfg.get("levels")
+    if names is None:
+        return [(level.name, (i,)) for i, level in enumerate(generator.levels)]
+    if isinstance(names, str):
+        names = [names]
+    names = [str(n) for n in names]
+    if not names:
+        raise ConfigError("levels is empty: name at least one level or group (or null for every level)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"levels repeats a name: {names}")
+    return [(name, generator.resolve(name)) for name in names]
+
+
+def check_cfg(cfg: DictConfig) -> DictConfig:
+    if cfg.get("method") != "mi_quant":
+        raise ConfigError(f"main_quantify.py runs method mi_quant, got method '{cfg.get('method')}'")
+    if int(cfg.seed) < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    cfg = MIQuant.validate_cfg(cfg)
+    if int(cfg.monte_carlo.samples) < 2 or int(cfg.monte_carlo.chunk) < 1:
+        raise ConfigError("monte_carlo.samples must be >= 2 and monte_carlo.chunk >= 1")
+    rec = cfg.recommend
+    if not float(rec.magnitude_fraction) > 0 or not float(rec.overused_below) >= 0:
+        raise ConfigError("recommend.magnitude_fraction must be > 0 and recommend.overused_below >= 0")
+    check_pixel_options(str(rec.pixel), float(rec.crop_min_scale))
+    return cfg
+
+
+def _comparable(cfg: DictConfig | dict) -> dict:
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return {k: v for k, v in data.items() if k not in RESUME_FREE_KEYS}
+
+
+def check_resume(cfg: DictConfig, run_dir: Path) -> None:
+    """A resumed folder must have been made by the same config (up to ``RESUME_FREE_KEYS``)."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        if cfg.get("resume"):
+            raise ConfigError(f"resume folder '{run_dir}' has no config.yaml from main_quantify.py")
+        return
+    before, now = _comparable(yaml.safe_load(saved.read_text())), _comparable(cfg)
+    differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if differ:
+        raise ConfigError(
+            f"run folder '{run_dir}' was made with different settings for {differ}; use a new folder"
+        )
+
+
+def _build_trainer(cfg: DictConfig, max_steps: int) -> pl.Trainer:
+    with quiet_lightning():
+        try:
+            return pl.Trainer(
+                max_epochs=1,
+                accelerator=str(cfg.accelerator),
+                devices=cfg.devices,
+                precision=cfg.precision,
+                strategy=str(cfg.get("strategy", "auto")),
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                use_distributed_sampler=False,  # every rank runs every step number; seeds differ by rank
+                num_sanity_val_steps=0,
+            )
+        except (MisconfigurationException, ValueError, TypeError) as err:
+            raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
+
+
+def _history_csv(history: list[dict[str, float]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def quantify_level(
+    cfg: DictConfig, generator: MultiLatentGenerator, name: str, indices: tuple[int, ...], level_dir: Path
+) -> dict[str, Any]:
+    """Train one level's walker until the gamma stop (or the budget), save it, and measure mu and sigma."""
+    pl.seed_everything(int(cfg.seed), verbose=False)
+    module = MIQuant(cfg, generator, indices, name)
+    trainer = _build_trainer(cfg, int(cfg.max_steps))
+    tickets = torch.utils.data.DataLoader(range(int(cfg.max_steps)), batch_size=None)
+    start = time.perf_counter()
+    with quiet_lightning(), warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*isinstance\\(treespec, LeafSpec\\).*"
+        )  # Lightning-internal
+        trainer.fit(module, train_dataloaders=tickets)
+    seconds = time.perf_counter() - start
+    stop, history = module.stop, module.history
+    at_stop = history[-1]
+    if stop.fired:
+        final_loss = stop.smoothed
+    else:
+        final_loss = stop.best if stop.armed else at_stop["smoothed"]
+    generator.to(module.device)
+    stats = monte_carlo_stats(
+        generator,
+        module.walker,
+        indices,
+        samples=int(cfg.monte_carlo.samples),
+        chunk=int(cfg.monte_carlo.chunk),
+        seed=stream_seed(int(cfg.seed), MC_STREAM, 0),
+    )
+    record = {
+        "level": name,
+        "indices": list(indices),
+        "final_loss": float(final_loss),
+        "mu": stats.mu,
+        "sigma": stats.sigma,
+        "steps": len(history),
+        "reached_gamma": stop.fired,
+        "stop_step": stop.fired_at,
+        "armed": stop.armed,
+        "delta_norm_at_stop": at_stop["delta_norm"],
+        "mc_samples": stats.samples,
+        "encoder_mode": str(cfg.method_kwargs.encoder_mode),
+        "seconds": seconds,
+    }
+    _write_level(cfg, generator, module, record, level_dir)
+    return record
+
+
+@rank_zero_only
+def _write_level(
+    cfg: DictConfig, generator: MultiLatentGenerator, module: MIQuant, record: dict, level_dir: Path
+) -> None:
+    meta = {
+        "level": record["level"],
+        "indices": record["indices"],
+        "generator": {"name": str(cfg.generator.name), "arch": generator.arch},
+        "gamma": float(cfg.method_kwargs.gamma),
+        "stop_step": record["stop_step"],
+        "reached_gamma": record["reached_gamma"],
+        "mu": record["mu"],
+    }
+    write_atomic(level_dir / "history.csv", _history_csv(module.history))
+    save_walker(level_dir / "walker.pt", module.walker, meta)
+    encoder = {
+        "encoder": {k: v.detach().cpu() for k, v in module.encoder.state_dict().items()},
+        "projector": {k: v.detach().cpu() for k, v in module.projector.state_dict().items()},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    tmp = level_dir / ".encoder.pt.tmp"
+    torch.save(encoder, tmp)
+    tmp.replace(level_dir / "encoder.pt")
+    write_json(level_dir / "result.json", record)  # last: marks the level finished
+
+
+def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
+    """Check everything, then quantify each selected level that is not finished yet, then write Table 1."""
+    cfg = check_cfg(cfg)
+    if cfg.get("resume"):
+        run_dir = Path(str(cfg.resume)).resolve()
+        if not run_dir.is_dir():
+            raise ConfigError(f"resume folder '{cfg.resume}' does not exist")
+    generator = build_generator_from_cfg(cfg.generator).freeze()
+    levels = selected_levels(cfg, generator)
+    check_resume(cfg, run_dir)
+    _build_trainer(cfg, int(cfg.max_steps))  # bad trainer settings fail before any work
+    rank_zero_only(
+        lambda: (run_dir.mkdir(parents=True, exist_ok=True), save_config(run_dir / "config.yaml", cfg))
+    )()
+
+    kw = cfg.method_kwargs
+    print(
+        f"mi_quant: generator {cfg.generator.name}, levels {[n for n, _ in levels]}, encoder "
+        f"{cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, budget {cfg.max_steps} steps per level"
+    )
+    records, histories = [], {}
+    total_start = time.perf_counter()
+    for name, indices in levels:
+        level_dir = run_dir / "levels" / name
+        done = level_dir / "result.json"
+        if done.is_file():
+            record = json.loads(done.read_text())
+            print(
+                f"  {name}: finished earlier (kept): loss {record['final_loss']:.3f}, mu {record['mu']:.3g}"
+            )
+        else:
+            record = quantify_level(cfg, generator, name, indices, level_dir)
+            outcome = (
+                f"reached gamma at step {record['stop_step']}"
+                if record["reached_gamma"]
+                else f"never reached gamma in {record['steps']} steps (best {record['final_loss']:.3f})"
+            )
+            print(
+                f"  {name}: {outcome}; mu {record['mu']:.3g} +- {record['sigma']:.3g} ({record['seconds']:.0f} s)"
+            )
+        records.append(record)
+        histories[name] = read_history(level_dir / "history.csv") if rank_zero_only.rank == 0 else []
+    records = assign_verdicts(records, float(cfg.recommend.overused_below))
+    _write_results(cfg, generator, run_dir, records, histories)
+    print(f"all levels: {time.perf_counter() - total_start:.0f} s this call")
+    return records
+
+
+@rank_zero_only
+def _write_results(
+    cfg: DictConfig, generator: MultiLatentGenerator, run_dir: Path, records: list[dict], histories: dict
+) -> None:
+    kw, rec = cfg.method_kwargs, cfg.recommend
+    title = (
+        f"Table 1: {cfg.generator.name}, encoder {cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, "
+        f"seed {cfg.seed}, Monte Carlo over {cfg.monte_carlo.samples} samples"
+    )
+    write_table(run_dir, records, title)
+    plot_loss_curves(run_dir / "loss_curves.png", histories, records, float(kw.gamma))
+    plot_mu_sigma(run_dir / "mu_sigma.png", records, title=f"{cfg.generator.name}: mu +- sigma per level")
+    views = recommended_views(
+        generator,
+        records,
+        magnitude_fraction=float(rec.magnitude_fraction),
+        truncation=float(rec.truncation),
+        pixel=str(rec.pixel),
+        crop_min_scale=float(rec.crop_min_scale),
+    )
+    header = (
+        f"# Views recommended by main_quantify.py from {run_dir.name}: over-used and unused levels left out;\n"
+        f"# std chosen so that E||change of the level|| = {rec.magnitude_fraction} x mu (solo_mlvgm/quantify/recommend.py).\n"
+        "# Use: python main_pretrain.py --config-name mlvgm_simclr views_file=<this file>\n"
+    )
+    write_atomic(run_dir / "recommended_views.yaml", header + yaml.safe_dump(views, sort_keys=False))
+    point_latest(run_dir)
+    _print_table(title, records, run_dir)
+
+
+def _print_table(title: str, records: list[dict], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("level", "InfoNCE", "mu", "sigma", "steps", "verdict"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            r["level"],
+            f"{r['final_loss']:.3f}",
+            f"{r['mu']:.3g}",
+            f"{r['sigma']:.3g}",
+            str(r["steps"]),
+            r["verdict"],
+        )
+    Console().print(table)
+    print(f"results: {run_dir}/mi_table.md, loss_curves.png, mu_sigma.png, recommended_views.yaml")

@@ -1,0 +1,61 @@
+"""Monte Carlo estimate of a walker's perturbation magnitude: mu and sigma of ||T(z) - z|| on the level.
+
+The norm is measured on the level's latents as the generator feeds them (``to_levels``): for levels that
+are chunks of z (toy world, BigBiGAN) that is ||p(z)||; for mapped levels (StyleGAN2's w's) it is the
+change of the group's mapped latents, as the paper measures it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.views.walker import Walker
+
+
+@dataclass(frozen=True)
+class PerturbationStats:
+    mu: float
+    sigma: float
+    samples: int
+
+
+def level_change_norms(
+    generator: MultiLatentGenerator, indices: tuple[int, ...], base: Tensor, delta: Tensor
+) -> Tensor:
+    """||levels(base + delta on the level's coordinates) - levels(base)|| over the given levels, per sample."""
+    before = generator.to_levels(base)
+    after = generator.perturb(base, [(indices, delta)])
+    change = torch.cat([(after[i] - before[i]).flatten(1) for i in indices], dim=1)
+    return change.float().norm(dim=1)
+
+
+@torch.no_grad()
+def monte_carlo_stats(
+    generator: MultiLatentGenerator,
+    walker: Walker,
+    indices: tuple[int, ...],
+    samples: int = 100_000,
+    chunk: int = 8192,
+    seed: int = 0,
+) -> PerturbationStats:
+    """mu and sigma (population) of the walker's perturbation norm over ``samples`` anchors."""
+    device = generator.device
+    walker = walker.to(device)
+    coords = generator.coords_of(indices)
+    rng = torch.Generator(device=device).manual_seed(seed)
+    total = total_sq = 0.0
+    done = 0
+    while done < samples:
+        n = min(chunk, samples - done)
+        base = generator.sample_base(n, generator=rng)
+        norms = level_change_norms(generator, indices, base, walker(base[:, coords])).double()
+        total += float(norms.sum())
+        total_sq += float((norms * norms).sum())
+        done += n
+    mu = total / samples
+    sigma = max(total_sq / samples - mu * mu, 0.0) ** 0.5
+    return PerturbationStats(mu=mu, sigma=sigma, samples=samples)
