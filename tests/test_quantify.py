@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import yaml
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import build_generator
 from solo_mlvgm.methods import METHODS, MIQuant, method_class
+from solo_mlvgm.pretrain import build_pretraining
 from solo_mlvgm.quantify import driver
 from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
 from solo_mlvgm.quantify.recommend import recommended_views, std_for_change
@@ -21,7 +24,7 @@ from solo_mlvgm.quantify.table import assign_verdicts
 from solo_mlvgm.views import ViewSampler, ViewSpec
 from solo_mlvgm.views.walker import Walker, load_walker, save_walker
 
-from .conftest import compose_cfg
+from .conftest import ROOT, TINY, compose_cfg
 
 # A quantification that finishes in seconds: small batch, short warm-up and budget, few Monte Carlo samples.
 TINY_MI = [
@@ -254,3 +257,33 @@ def test_quantification_writes_every_output_and_resumes_without_recomputing(tmp_
     changed = compose_cfg("mi_quant", [*TINY_MI, "seed=1", f"resume={run_dir}"])
     with pytest.raises(ConfigError, match=r"different settings for \['seed'\]"):
         driver.run_quantification(changed, tmp_path / "unused")
+
+
+def test_main_quantify_reports_bad_input_in_one_line(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "main_quantify.py"),
+            "levels=[shoe]",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: unknown level or group 'shoe'")
+
+
+def test_recommended_views_file_feeds_pretraining(tmp_path):
+    views = tmp_path / "recommended_views.yaml"
+    views.write_text(
+        yaml.safe_dump({"name": "mi_recommended", "pixel": "none", "perturb": {"color": {"std": 0.3}}})
+    )
+    job = build_pretraining(compose_cfg("mlvgm_simclr", [*TINY, f"views_file={views}"]), tmp_path / "run")
+    assert job.spec.name == "mi_recommended" and set(job.spec.perturb) == {"color"}
+    with pytest.raises(ConfigError, match="views_file"):
+        build_pretraining(
+            compose_cfg("mlvgm_simclr", [*TINY, f"views_file={tmp_path / 'no.yaml'}"]), tmp_path
+        )

@@ -46,14 +46,7 @@ class SSLMethod(pl.LightningModule):
     @classmethod
     def validate_cfg(cls, cfg: DictConfig) -> DictConfig:
         """Fill this method's ``method_kwargs`` defaults and check every value, before any training."""
-        given = dict(cfg.get("method_kwargs") or {})
-        unknown = set(given) - set(cls.defaults)
-        if unknown:
-            raise ConfigError(
-                f"method '{cfg.method}' has no method_kwargs {sorted(unknown)}; known: {sorted(cls.defaults)}"
-            )
-        with open_dict(cfg):
-            cfg.method_kwargs = {**cls.defaults, **given}
+        fill_method_kwargs(cfg, cls.defaults)
         for key, value in cfg.method_kwargs.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise ConfigError(f"method_kwargs.{key} must be > 0, got {value}")
@@ -132,6 +125,19 @@ class SSLMethod(pl.LightningModule):
         end = float(self.cfg.scheduler.get("min_lr", 0.0)) / lr
         scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total, end_value=end)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def fill_method_kwargs(cfg: DictConfig, defaults: dict[str, Any]) -> DictConfig:
+    """Set ``cfg.method_kwargs`` to the method's defaults updated by the given values; unknown keys fail."""
+    given = dict(cfg.get("method_kwargs") or {})
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ConfigError(
+            f"method '{cfg.method}' has no method_kwargs {sorted(unknown)}; known: {sorted(defaults)}"
+        )
+    with open_dict(cfg):
+        cfg.method_kwargs = {**defaults, **given}
+    return cfg
 
 
 def _split_kwargs(opt: DictConfig) -> tuple[bool, dict]:

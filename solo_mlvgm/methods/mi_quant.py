@@ -29,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from torch import Tensor
 
 from solo_mlvgm.data.seeding import stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.backbones import build_backbone
+from solo_mlvgm.methods.base import fill_method_kwargs
 from solo_mlvgm.quantify.stop import GammaStop
 from solo_mlvgm.views.pixel import normalize
 from solo_mlvgm.views.walker import Walker
@@ -82,14 +83,7 @@ class MIQuant(pl.LightningModule):
     @classmethod
     def validate_cfg(cls, cfg: DictConfig) -> DictConfig:
         """Fill ``method_kwargs`` defaults and check every value before any work starts."""
-        given = dict(cfg.get("method_kwargs") or {})
-        unknown = set(given) - set(cls.defaults)
-        if unknown:
-            raise ConfigError(
-                f"mi_quant has no method_kwargs {sorted(unknown)}; known: {sorted(cls.defaults)}"
-            )
-        with open_dict(cfg):
-            cfg.method_kwargs = {**cls.defaults, **given}
+        fill_method_kwargs(cfg, cls.defaults)
         kw = cfg.method_kwargs
         if kw.encoder_mode not in ENCODER_MODES:
             raise ConfigError(

@@ -6,7 +6,7 @@ Rule (the paper's two phases, made automatic):
    lose the content) and ``unused`` (a change costs nothing: such views add no diversity).
 2. For each remaining level, choose the random perturbation's std so that the expected size of its change
    on the level, E||Delta level||, is ``magnitude_fraction`` x mu: a fixed fraction of the change that costs
-   gamma nats. Levels the generator reads weakly get proportionally larger noise, so each level's view moves
+   gamma nats (default 1: each level's view alone costs about gamma nats of MI). Levels the generator reads weakly get proportionally larger noise, so each level's view moves
    the image by a similar amount (the paper: "latents 2-5 obtain relevant semantic changes with a similar
    perturbation magnitude"). E||Delta|| is measured by Monte Carlo with unit noise and rescaled a few times,
    which is exact for levels that are chunks of z and converges for mapped levels (StyleGAN2's w's).
@@ -54,7 +54,7 @@ def std_for_change(
 def recommended_views(
     generator: MultiLatentGenerator,
     records: Sequence[dict[str, Any]],
-    magnitude_fraction: float = 0.5,
+    magnitude_fraction: float = 1.0,
     truncation: float = 2.0,
     pixel: str = "no_color",
     crop_min_scale: float = 0.2,
