@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +20,38 @@ BACKBONE_FILE = "backbone.pt"
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A hidden temporary name beside ``path``, unique per process (ranks may write concurrently)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A hidden temporary name beside ``path``, unique per process (ranks may write concurrently). It keeps
+    the suffix, so writers that infer the format from it (PNG, ...) work on it."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` and rename it: readers never see half a file."""
+def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a temporary file beside ``path``, then rename it: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
-    tmp.write_text(text)
+    write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    return replace_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def save_torch(path: str | Path, payload: Any) -> Path:
+    """``torch.save`` of plain data (tensors, dicts, lists, numbers): loadable with ``weights_only=True``."""
+    return replace_atomically(path, lambda tmp: torch.save(payload, tmp))
+
+
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Path:
+    """Rows as CSV with a header (``columns``, default the first row's keys; other keys are left out)."""
+    buffer = io.StringIO()
+    fields = list(columns or (rows[0] if rows else []))
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, buffer.getvalue())
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -47,11 +70,7 @@ def save_backbone(path: str | Path, backbone: nn.Module, cfg: DictConfig) -> Pat
         "state_dict": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    path = Path(path)
-    tmp = temporary_sibling(path)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_torch(path, payload)
 
 
 def load_backbone_file(path: str | Path) -> dict[str, Any]:

@@ -112,13 +112,20 @@ class MultiLatentGenerator(nn.Module):
         coords = sorted({c for i in indices for c in self.level_coords(i)})
         return torch.tensor(coords, dtype=torch.long, device=self.device)
 
-    def perturb(self, base: Tensor, deltas: Sequence[tuple[Sequence[int], Tensor]]) -> list[Tensor]:
+    def perturb(
+        self,
+        base: Tensor,
+        deltas: Sequence[tuple[Sequence[int], Tensor]],
+        levels: Sequence[Tensor] | None = None,
+    ) -> list[Tensor]:
         """Per-level latents of ``base`` with each ``(levels, delta)`` applied independently.
 
         ``delta`` is added to the base coordinates feeding ``levels`` (``coords_of(levels)``); the base is
         mapped again and only those levels are replaced, so every other level stays bit-identical.
+        ``levels``, when given, must be ``to_levels(base)``: callers that already hold the anchor's levels
+        pass them so the mapping is not computed twice.
         """
-        out = self.to_levels(base)
+        out = list(self.to_levels(base) if levels is None else levels)
         for indices, delta in deltas:
             moved = base.clone()
             coords = self.coords_of(indices)

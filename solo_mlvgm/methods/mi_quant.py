@@ -35,7 +35,7 @@ from torch import Tensor
 from solo_mlvgm.data.seeding import stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.methods.backbones import build_backbone
+from solo_mlvgm.methods.backbones import BACKBONES, build_backbone
 from solo_mlvgm.methods.base import fill_method_kwargs
 from solo_mlvgm.quantify.stop import GammaStop
 from solo_mlvgm.views.pixel import normalize
@@ -108,7 +108,8 @@ class MIQuant(pl.LightningModule):
             raise ConfigError(
                 f"max_steps ({cfg.max_steps}) must exceed method_kwargs.encoder_warmup_steps ({kw.encoder_warmup_steps})"
             )
-        build_backbone(cfg.backbone.name)  # unknown backbone names fail here
+        if cfg.backbone.name not in BACKBONES:
+            raise ConfigError(f"unknown backbone '{cfg.backbone.name}'; known: {', '.join(BACKBONES)}")
         return cfg
 
     # ------------------------------------------------------------ training
@@ -130,8 +131,9 @@ class MIQuant(pl.LightningModule):
         """(anchor images, positive images, walker output p(z_i)) for base latents; differentiable in p."""
         g = self.generator
         delta = self.walker(base[:, self.coords])
+        levels = g.to_levels(base)
         anchor, positive = g.forward_pair(
-            g.to_levels(base), g.perturb(base, [(self.indices, delta)]), min(self.indices)
+            levels, g.perturb(base, [(self.indices, delta)], levels), min(self.indices)
         )
         return anchor, positive, delta
 
@@ -160,8 +162,10 @@ class MIQuant(pl.LightningModule):
         anchor, positive, delta = self.views(base)
         loss = self.info_nce(anchor, positive)
 
-        # The same loss on every rank (averaged), so every rank takes the same stop decision.
-        mean_loss = float(self.all_gather(loss.detach()).mean())
+        # Loss and mean |p(z)| averaged over ranks, read with one device sync: every rank takes the same
+        # stop decision.
+        stats = torch.stack([loss.detach().float(), delta.detach().float().norm(dim=1).mean()])
+        mean_loss, delta_norm = self.all_gather(stats).reshape(-1, 2).mean(dim=0).tolist()
         moves = self.walker_moves(step)
         fired = moves and self.stop.update(step, mean_loss)
         self.history.append(
@@ -169,7 +173,7 @@ class MIQuant(pl.LightningModule):
                 "step": step,
                 "loss": mean_loss,
                 "smoothed": self.stop.smoothed if moves else float("nan"),
-                "delta_norm": float(delta.detach().float().norm(dim=1).mean()),
+                "delta_norm": delta_norm,
                 "walker_moves": int(moves),
             }
         )

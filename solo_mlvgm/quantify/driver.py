@@ -17,7 +17,6 @@ level's result does not depend on which levels ran before it in the same process
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
 import warnings
@@ -40,7 +39,7 @@ from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
 from solo_mlvgm.quantify.plots import plot_loss_curves, plot_mu_sigma
 from solo_mlvgm.quantify.recommend import recommended_views
 from solo_mlvgm.quantify.table import assign_verdicts, write_table
-from solo_mlvgm.runs import point_latest, save_config, write_atomic, write_json
+from solo_mlvgm.runs import point_latest, save_config, save_torch, write_atomic, write_csv, write_json
 from solo_mlvgm.views.pixel import check_pixel_options
 from solo_mlvgm.views.walker import save_walker
 
@@ -99,7 +98,7 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
-def _build_trainer(cfg: DictConfig, max_steps: int) -> pl.Trainer:
+def _build_trainer(cfg: DictConfig) -> pl.Trainer:
     with quiet_lightning():
         try:
             return pl.Trainer(
@@ -119,14 +118,6 @@ def _build_trainer(cfg: DictConfig, max_steps: int) -> pl.Trainer:
             raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
 
 
-def _history_csv(history: list[dict[str, float]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return buffer.getvalue()
-
-
 def read_history(path: Path) -> list[dict[str, float]]:
     with path.open() as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -138,7 +129,7 @@ def quantify_level(
     """Train one level's walker until the gamma stop (or the budget), save it, and measure mu and sigma."""
     pl.seed_everything(int(cfg.seed), verbose=False)
     module = MIQuant(cfg, generator, indices, name)
-    trainer = _build_trainer(cfg, int(cfg.max_steps))
+    trainer = _build_trainer(cfg)
     tickets = torch.utils.data.DataLoader(range(int(cfg.max_steps)), batch_size=None)
     start = time.perf_counter()
     with quiet_lightning(), warnings.catch_warnings():
@@ -153,8 +144,7 @@ def quantify_level(
         final_loss = stop.smoothed
     else:
         final_loss = stop.best if stop.armed else at_stop["smoothed"]
-    generator.to(module.device)
-    stats = monte_carlo_stats(
+    stats = monte_carlo_stats(  # on the generator's device (the module may have been moved back to the CPU)
         generator,
         module.walker,
         indices,
@@ -194,16 +184,14 @@ def _write_level(
         "reached_gamma": record["reached_gamma"],
         "mu": record["mu"],
     }
-    write_atomic(level_dir / "history.csv", _history_csv(module.history))
+    write_csv(level_dir / "history.csv", module.history)
     save_walker(level_dir / "walker.pt", module.walker, meta)
     encoder = {
         "encoder": {k: v.detach().cpu() for k, v in module.encoder.state_dict().items()},
         "projector": {k: v.detach().cpu() for k, v in module.projector.state_dict().items()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    tmp = level_dir / ".encoder.pt.tmp"
-    torch.save(encoder, tmp)
-    tmp.replace(level_dir / "encoder.pt")
+    save_torch(level_dir / "encoder.pt", encoder)
     write_json(level_dir / "result.json", record)  # last: marks the level finished
 
 
@@ -217,7 +205,7 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     generator = build_generator_from_cfg(cfg.generator).freeze()
     levels = selected_levels(cfg, generator)
     check_resume(cfg, run_dir)
-    _build_trainer(cfg, int(cfg.max_steps))  # bad trainer settings fail before any work
+    _build_trainer(cfg)  # bad trainer settings fail before any work
     rank_zero_only(
         lambda: (run_dir.mkdir(parents=True, exist_ok=True), save_config(run_dir / "config.yaml", cfg))
     )()
@@ -227,7 +215,7 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
         f"mi_quant: generator {cfg.generator.name}, levels {[n for n, _ in levels]}, encoder "
         f"{cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, budget {cfg.max_steps} steps per level"
     )
-    records, histories = [], {}
+    records = []
     total_start = time.perf_counter()
     for name, indices in levels:
         level_dir = run_dir / "levels" / name
@@ -248,18 +236,18 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
                 f"  {name}: {outcome}; mu {record['mu']:.3g} +- {record['sigma']:.3g} ({record['seconds']:.0f} s)"
             )
         records.append(record)
-        histories[name] = read_history(level_dir / "history.csv") if rank_zero_only.rank == 0 else []
     records = assign_verdicts(records, float(cfg.recommend.overused_below))
-    _write_results(cfg, generator, run_dir, records, histories)
+    _write_results(cfg, generator, run_dir, records)
     print(f"all levels: {time.perf_counter() - total_start:.0f} s this call")
     return records
 
 
 @rank_zero_only
 def _write_results(
-    cfg: DictConfig, generator: MultiLatentGenerator, run_dir: Path, records: list[dict], histories: dict
+    cfg: DictConfig, generator: MultiLatentGenerator, run_dir: Path, records: list[dict]
 ) -> None:
     kw, rec = cfg.method_kwargs, cfg.recommend
+    histories = {r["level"]: read_history(run_dir / "levels" / r["level"] / "history.csv") for r in records}
     title = (
         f"Table 1: {cfg.generator.name}, encoder {cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, "
         f"seed {cfg.seed}, Monte Carlo over {cfg.monte_carlo.samples} samples"

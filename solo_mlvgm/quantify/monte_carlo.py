@@ -28,7 +28,7 @@ def level_change_norms(
 ) -> Tensor:
     """||levels(base + delta on the level's coordinates) - levels(base)|| over the given levels, per sample."""
     before = generator.to_levels(base)
-    after = generator.perturb(base, [(indices, delta)])
+    after = generator.perturb(base, [(indices, delta)], before)
     change = torch.cat([(after[i] - before[i]).flatten(1) for i in indices], dim=1)
     return change.float().norm(dim=1)
 
@@ -47,15 +47,15 @@ def monte_carlo_stats(
     walker = walker.to(device)
     coords = generator.coords_of(indices)
     rng = torch.Generator(device=device).manual_seed(seed)
-    total = total_sq = 0.0
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # sum of norms, sum of squares: one sync
     done = 0
     while done < samples:
         n = min(chunk, samples - done)
         base = generator.sample_base(n, generator=rng)
         norms = level_change_norms(generator, indices, base, walker(base[:, coords])).double()
-        total += float(norms.sum())
-        total_sq += float((norms * norms).sum())
+        sums += torch.stack([norms.sum(), (norms * norms).sum()])
         done += n
+    total, total_sq = sums.tolist()
     mu = total / samples
     sigma = max(total_sq / samples - mu * mu, 0.0) ** 0.5
     return PerturbationStats(mu=mu, sigma=sigma, samples=samples)

@@ -12,14 +12,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from solo_mlvgm.runs import temporary_sibling  # noqa: E402
+from solo_mlvgm.runs import replace_atomically  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    tmp = temporary_sibling(path).with_suffix(".png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -13,14 +13,12 @@ Verdict rule (documented in the README):
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from solo_mlvgm.runs import write_atomic, write_json
+from solo_mlvgm.runs import write_atomic, write_csv, write_json
 
 VERDICTS = ("over-used", "used", "unused")
 COLUMNS = ("level", "final_loss", "mu", "sigma", "steps", "verdict", "reached_gamma", "stop_step", "seconds")
@@ -61,12 +59,8 @@ def table_markdown(records: Sequence[dict[str, Any]], title: str = "") -> str:
 
 def write_table(run_dir: Path, records: Sequence[dict[str, Any]], title: str = "") -> list[Path]:
     """mi_table.json (every field), mi_table.csv (the main columns) and mi_table.md."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
     return [
         write_json(run_dir / "mi_table.json", list(records)),
-        write_atomic(run_dir / "mi_table.csv", buffer.getvalue()),
+        write_csv(run_dir / "mi_table.csv", records, COLUMNS),
         write_atomic(run_dir / "mi_table.md", table_markdown(records, title)),
     ]

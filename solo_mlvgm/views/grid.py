@@ -9,7 +9,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.runs import temporary_sibling
+from solo_mlvgm.runs import replace_atomically
 from solo_mlvgm.views.perturbation import Perturbation, RandomPerturbation
 from solo_mlvgm.views.spec import ViewSpec
 
@@ -46,9 +46,6 @@ def save_level_grid(path: str | Path, generator: MultiLatentGenerator, **kwargs:
     """Write the grid as a PNG (one row per entry of the returned names) and return the row names."""
     n_anchors = int(kwargs.get("n_anchors", 8))
     images, names = level_grid(generator, **kwargs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path).with_suffix(".png")
-    save_image(make_grid(images.float().cpu(), nrow=n_anchors, padding=2, pad_value=1.0), tmp)
-    tmp.replace(path)
+    grid = make_grid(images.float().cpu(), nrow=n_anchors, padding=2, pad_value=1.0)
+    replace_atomically(path, lambda tmp: save_image(grid, tmp))
     return names

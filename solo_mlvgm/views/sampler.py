@@ -32,7 +32,8 @@ class ViewSampler:
         g = self.generator
         base = g.sample_base(n, generator=rng)
         deltas = [(idx, p.delta(base[:, g.coords_of(idx)], rng)) for idx, p in self.plan]
-        return base, g.to_levels(base), g.perturb(base, deltas)
+        anchor = g.to_levels(base)
+        return base, anchor, g.perturb(base, deltas, anchor)
 
     @torch.no_grad()
     def __call__(self, n: int, rng: torch.Generator | None = None) -> ViewPair:

@@ -7,7 +7,6 @@ a pickled module, and read back with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.runs import temporary_sibling
+from solo_mlvgm.runs import save_torch
 
 WALKER_FORMAT = "solo_mlvgm.walker/1"
 
@@ -54,12 +53,7 @@ def save_walker(path: str | Path, walker: Walker, meta: dict[str, Any]) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in walker.state_dict().items()},
         "meta": meta,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_torch(path, payload)
 
 
 def load_walker(path: str | Path) -> tuple[Walker, dict[str, Any]]:
