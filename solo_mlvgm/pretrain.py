@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from solo_mlvgm.data.continuous import ContinuousSampling
 from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.generators import build_generator
+from solo_mlvgm.generators import GENERATORS, build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import SSLMethod, method_class
 from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
@@ -51,6 +51,12 @@ class Pretraining:
 
 def build_generator_from_cfg(cfg: DictConfig) -> MultiLatentGenerator:
     """The generator of a ``generator`` config block: ``name``, optional ``checkpoint``, the rest as arguments."""
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        hint = getattr(GENERATORS.get(str(cfg.name)), "checkpoint_hint", "its weights file")
+        raise ConfigError(
+            f"generator '{cfg.name}' needs generator.checkpoint=<path> ({hint}); "
+            "generator.checkpoint=null builds random weights (for timing only)"
+        )
     gcfg = OmegaConf.to_container(cfg, resolve=True)
     if not isinstance(gcfg, dict) or "name" not in gcfg:
         raise ConfigError("generator config needs a 'name'")

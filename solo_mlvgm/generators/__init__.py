@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator, truncated_normal_
+from solo_mlvgm.generators.bigbigan import BigBiGAN
 from solo_mlvgm.generators.toyworld import ToyWorld
 
 GENERATORS: dict[str, type[MultiLatentGenerator]] = {}
@@ -23,6 +24,7 @@ def register_generator(name: str) -> Callable[[type[MultiLatentGenerator]], type
 
 
 register_generator("toyworld")(ToyWorld)
+register_generator("bigbigan")(BigBiGAN)
 
 
 def build_generator(name: str, checkpoint: str | None = None, **kwargs: object) -> MultiLatentGenerator:
@@ -41,6 +43,7 @@ def build_generator(name: str, checkpoint: str | None = None, **kwargs: object) 
 
 
 __all__ = [
+    "BigBiGAN",
     "GENERATORS",
     "LatentLevel",
     "MultiLatentGenerator",
