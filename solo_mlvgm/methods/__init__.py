@@ -1,4 +1,5 @@
-"""The lightly backend: SimCLR, SimSiam and BYOL as LightningModules, the MI method, a registry, the linear probe."""
+"""The lightly backend: SimCLR, SimSiam and BYOL as LightningModules, a supervised baseline, the MI method,
+a registry, the linear probe."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from solo_mlvgm.methods.byol import BYOL
 from solo_mlvgm.methods.mi_quant import MIQuant
 from solo_mlvgm.methods.simclr import SimCLR
 from solo_mlvgm.methods.simsiam import SimSiam
+from solo_mlvgm.methods.supervised import Supervised
 
 METHODS: dict[str, type[SSLMethod] | type[MIQuant]] = {
     "simclr": SimCLR,
     "simsiam": SimSiam,
     "byol": BYOL,
+    "supervised": Supervised,
     "mi_quant": MIQuant,
 }
 
@@ -41,6 +44,7 @@ __all__ = [
     "SSLMethod",
     "SimCLR",
     "SimSiam",
+    "Supervised",
     "build_backbone",
     "method_class",
 ]

@@ -1,0 +1,206 @@
+"""Run a view comparison: check every run's config, export the finite dataset, pretrain and probe each
+(row, method, seed) that is not finished yet, probe a random backbone per seed, then write the report.
+
+A run is finished when its folder holds ``result.json`` (written last); re-running the command skips it,
+``force=true`` recomputes it. An unfinished folder (an interrupted run) is cleared and trained again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from solo_mlvgm.compare.plan import (
+    RESULT_FILE,
+    PlannedRun,
+    Row,
+    base_config_name,
+    compose_run_config,
+    parse_rows,
+    parse_seeds,
+    plan_runs,
+)
+from solo_mlvgm.compare.report import write_report
+from solo_mlvgm.data.export import export_image_folder
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.linear_eval import labelled_splits, probe
+from solo_mlvgm.methods.backbones import build_backbone
+from solo_mlvgm.pretrain import build_generator_from_cfg, build_pretraining, run_pretraining
+from solo_mlvgm.runs import load_backbone_file, write_json
+
+FLOOR_ROW = "random_backbone"
+
+
+def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str, DictConfig]]:
+    """(runs to do, skipped rows -> reason, run key -> pretraining config); every config is composed and
+    checked here, so a bad one fails before any training."""
+    rows = parse_rows(cfg)
+    seeds = parse_seeds(cfg)
+    _check_linear(cfg.linear)
+    skipped = {row.name: reason for row in rows if (reason := row.skip_reason())}
+    runs = [run for run in plan_runs(cfg, rows, seeds) if run.row.name not in skipped]
+    configs = {run.key: compose_run_config(base_config_name(cfg, run.method), run.overrides) for run in runs}
+    checked: set[tuple[str, str]] = set()
+    for run in runs:
+        if (run.row.name, run.method) not in checked and not run.row.export:
+            _dry_build(configs[run.key])
+            checked.add((run.row.name, run.method))
+    return runs, skipped, configs
+
+
+def _check_linear(linear: DictConfig) -> None:
+    for key in ("epochs", "batch_size"):
+        if int(linear.probe[key]) <= 0:
+            raise ConfigError(f"linear.probe.{key} must be > 0, got {linear.probe[key]}")
+    if linear.data.source not in ("generator", "image_folder"):
+        raise ConfigError(f"linear.data.source must be generator or image_folder, got '{linear.data.source}'")
+    if linear.data.source == "image_folder":
+        for role in ("train_path", "val_path"):
+            path = linear.data.get(role)
+            if not path or not Path(path).is_dir():
+                raise ConfigError(f"linear.data.{role} '{path}' is not a folder of class subfolders")
+
+
+def _dry_build(run_cfg: DictConfig) -> None:
+    """Build method, data source and trainer of a run without training (all of its checks run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        build_pretraining(copy.deepcopy(run_cfg), Path(tmp))
+
+
+def _export(row: Row, run_cfg: DictConfig) -> None:
+    """Write the row's finite dataset (reused when an identical complete export is there)."""
+    path = run_cfg.data.get("train_path")
+    if not path:
+        raise ConfigError(f"rows.{row.name}.export needs data.train_path in the row's overrides")
+    generator = build_generator_from_cfg(run_cfg.generator)
+    export_image_folder(generator, path, row.export, seed=0)
+    print(f"[{row.name}] finite dataset: {row.export} images in {path}")
+
+
+class Evaluator:
+    """Linear evaluation with labelled splits computed once per evaluation source and reused by every run."""
+
+    def __init__(self, linear: DictConfig) -> None:
+        self.linear = linear
+        self._splits: dict[str, tuple] = {}
+
+    def splits(self, run_cfg: DictConfig) -> tuple:
+        source = self.linear.data.source
+        key = source if source == "image_folder" else OmegaConf.to_yaml(run_cfg.generator)
+        if key not in self._splits:
+            cfg = copy.deepcopy(self.linear)
+            if source == "image_folder" and cfg.data.get("resolution") is None:
+                cfg.data.resolution = int(run_cfg.generator.get("resolution", 32))
+            self._splits[key] = labelled_splits(cfg, run_cfg)
+        return self._splits[key]
+
+    def evaluate(self, backbone: torch.nn.Module, run_cfg: DictConfig, seed: int) -> dict[str, float]:
+        cfg = copy.deepcopy(self.linear)
+        cfg.seed = seed
+        torch.manual_seed(seed)
+        return probe(backbone, self.splits(run_cfg), cfg)
+
+
+def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluator) -> dict[str, Any]:
+    """Pretrain one run into its folder, probe its backbone, write ``result.json`` last."""
+    if run.run_dir.exists():
+        shutil.rmtree(run.run_dir)  # an interrupted or forced run starts from an empty folder
+    start = time.perf_counter()
+    run_pretraining(copy.deepcopy(run_cfg), run.run_dir)
+    pretrain_seconds = time.perf_counter() - start
+    payload = load_backbone_file(run.run_dir)
+    backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
+    backbone.load_state_dict(payload["state_dict"])
+    start = time.perf_counter()
+    scores = evaluator.evaluate(backbone, run_cfg, run.seed)
+    steps = json.loads((run.run_dir / "pretrain.json").read_text())["steps"]
+    result = {
+        "row": run.row.name,
+        "label": run.row.label,
+        "method": run.method,
+        "seed": run.seed,
+        **scores,
+        "steps": steps,
+        "pretrain_seconds": pretrain_seconds,
+        "probe_seconds": time.perf_counter() - start,
+        "run_dir": str(run.run_dir),
+    }
+    write_json(run.run_dir / RESULT_FILE, result)
+    return result
+
+
+def evaluate_random_backbone(
+    run_cfg: DictConfig, seed: int, folder: Path, evaluator: Evaluator, force: bool
+) -> dict[str, Any]:
+    """The floor: a randomly initialised backbone of the same architecture, probed the same way."""
+    path = folder / RESULT_FILE
+    if path.is_file() and not force:
+        return json.loads(path.read_text())
+    torch.manual_seed(seed)
+    backbone, _ = build_backbone(str(run_cfg.backbone.name), bool(run_cfg.backbone.small_image_stem))
+    start = time.perf_counter()
+    scores = evaluator.evaluate(backbone, run_cfg, seed)
+    result = {
+        "row": FLOOR_ROW,
+        "label": "random backbone (floor)",
+        "method": "none",
+        "seed": seed,
+        **scores,
+        "steps": 0,
+        "pretrain_seconds": 0.0,
+        "probe_seconds": time.perf_counter() - start,
+        "run_dir": str(folder),
+    }
+    write_json(path, result)
+    return result
+
+
+def run_comparison(cfg: DictConfig) -> dict[str, Any]:
+    """The whole comparison; returns the summary written to ``<out>/results.json``."""
+    wall_start = time.perf_counter()
+    runs, skipped, configs = prepare(cfg)
+    if not runs:
+        raise ConfigError(f"no row can run: {'; '.join(f'{k}: {v}' for k, v in skipped.items())}")
+    force = bool(cfg.force)
+    for name, reason in skipped.items():
+        print(f"skipping row '{name}': {reason}")
+    for row in {run.row.name: run.row for run in runs if run.row.export}.values():
+        first = next(run for run in runs if run.row is row)
+        _export(row, configs[first.key])
+        for method in row.methods:
+            _dry_build(configs[next(r.key for r in runs if r.row is row and r.method == method)])
+    todo = [run for run in runs if force or not run.finished]
+    print(
+        f"comparison '{cfg.name}': {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to train"
+    )
+
+    evaluator = Evaluator(cfg.linear)
+    results = []
+    for run in runs:
+        if run in todo:
+            print(f"[{todo.index(run) + 1}/{len(todo)}] {run.key}")
+            results.append(train_and_evaluate(run, configs[run.key], evaluator))
+            r = results[-1]
+            print(
+                f"[{run.key}] top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['pretrain_seconds']:.0f} s)"
+            )
+        else:
+            results.append(json.loads((run.run_dir / RESULT_FILE).read_text()))
+    out = Path(cfg.out)
+    if cfg.get("random_backbone", True):
+        reference_cfg = configs[runs[0].key]
+        for seed in sorted({run.seed for run in runs}):
+            folder = out / "runs" / FLOOR_ROW / f"seed{seed}"
+            results.append(evaluate_random_backbone(reference_cfg, seed, folder, evaluator, force))
+    summary = write_report(
+        out, cfg, results, skipped, wall_seconds=time.perf_counter() - wall_start, trained=len(todo)
+    )
+    return summary

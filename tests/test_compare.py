@@ -1,0 +1,296 @@
+"""The view comparison: plan from the hydra config, skipped rows, resume, report, one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from solo_mlvgm.compare import runner
+from solo_mlvgm.compare.plan import RESULT_FILE, base_config_name, compose_run_config, parse_rows, plan_runs
+from solo_mlvgm.compare.report import aggregate, margins
+from solo_mlvgm.compare.runner import prepare, run_comparison
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.methods import Supervised
+from solo_mlvgm.views.walker import Walker, save_walker
+
+from .conftest import CONFIGS, compose_cfg
+
+
+@pytest.fixture
+def hydra_configs():
+    """The runner composes each run's config through hydra, initialised on the configs folder."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        yield
+
+
+def _walkers(root: Path, world, levels: dict[str, tuple[int, ...]]) -> Path:
+    for name, indices in levels.items():
+        dim = len(world.coords_of(indices))
+        meta = {
+            "level": name,
+            "indices": list(indices),
+            "generator": {"name": "toyworld", "arch": world.arch},
+        }
+        save_walker(root / "levels" / name / "walker.pt", Walker(dim), meta)
+    return root
+
+
+def _cfg(tmp_path: Path, *overrides: str):
+    """The comparison config (inside ``hydra_configs``, which the runner's own compose calls need too)."""
+    return compose(config_name="compare_toyworld", overrides=[f"out={tmp_path / 'cmp'}", *overrides])
+
+
+def test_plan_has_every_row_method_and_seed_with_identical_common_settings(tmp_path, hydra_configs):
+    cfg = _cfg(tmp_path)
+    rows = parse_rows(cfg)
+    names = [r.name for r in rows]
+    assert names == [
+        "real",
+        "synth",
+        "single_random",
+        "ml_random",
+        "ml_random_class",
+        "single_learned",
+        "ml_learned",
+        "supervised",
+    ]
+    runs = plan_runs(cfg, rows, [0, 1])
+    assert len(runs) == 7 * 2 * 2 + 1 * 2  # seven self-supervised rows x 2 methods x 2 seeds + supervised
+    assert {r.method for r in runs if r.row.name == "supervised"} == {"supervised"}
+    assert len({r.run_dir for r in runs}) == len(runs)
+    by_key = {r.key: compose_run_config(base_config_name(cfg, r.method), r.overrides) for r in runs}
+    for run in runs:
+        c = by_key[run.key]
+        assert (c.method, c.seed, c.optimizer.batch_size, c.max_epochs) == (run.method, run.seed, 64, 26)
+        assert c.backbone.name == "convnet6" and c.data.get("epoch_size", 2000) == 2000
+    assert by_key["real/simclr/seed0"].data.source == "image_folder"
+    assert by_key["real/simclr/seed0"].data.train_path == str(tmp_path / "cmp" / "real_data")
+    assert by_key["real/simclr/seed0"].views.pixel == "simclr"
+    assert set(by_key["ml_random/simsiam/seed1"].views.perturb) == {"pose", "color", "texture"}
+    assert by_key["ml_random/simsiam/seed1"].views.pixel == "no_color"
+    assert "shape" in by_key["ml_random_class/simclr/seed0"].views.perturb
+    assert set(by_key["single_random/simclr/seed0"].views.perturb) == {"all"}
+    assert by_key["synth/simclr/seed0"].views.perturb == {}
+    assert (
+        by_key["ml_learned/simclr/seed0"].views.perturb.pose.walker
+        == "runs/mi_quant/latest/levels/pose/walker.pt"
+    )
+    # per-method settings apply to that method only
+    assert by_key["synth/simclr/seed0"].optimizer.lr == pytest.approx(8e-3)
+    assert by_key["synth/simsiam/seed0"].optimizer.lr == pytest.approx(0.24)
+
+
+def test_missing_walkers_skip_their_rows_with_the_command_that_makes_them(tmp_path, hydra_configs):
+    cfg = _cfg(tmp_path, f"walkers.ml={tmp_path}/none", f"walkers.single={tmp_path}/none2")
+    runs, skipped, _ = prepare(cfg)
+    assert set(skipped) == {"ml_learned", "single_learned"}
+    assert "main_quantify.py" in skipped["ml_learned"] and "walker.pt" in skipped["ml_learned"]
+    assert "levels=[all]" in skipped["single_learned"]
+    assert not {r.row.name for r in runs} & set(skipped)
+    assert not (tmp_path / "cmp").exists()  # planning writes nothing
+
+
+def test_present_walkers_make_their_rows_run(tmp_path, hydra_configs, world):
+    ml = _walkers(tmp_path / "ml", world, {"pose": (1,), "color": (2,), "texture": (3,)})
+    single = _walkers(tmp_path / "all", world, {"all": tuple(range(5))})
+    cfg = _cfg(tmp_path, f"walkers.ml={ml}", f"walkers.single={single}", "seeds=[0]", "methods=[simclr]")
+    runs, skipped, configs = prepare(cfg)
+    assert skipped == {}
+    assert {r.row.name for r in runs} >= {"ml_learned", "single_learned"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("methods=[mocov9]", "unknown method 'mocov9'"),
+        ("seeds=[0,0]", "distinct"),
+        ("+rows.synth.colour=1", "unknown keys"),
+        ('rows.synth.overrides=["views=nope"]', "views=nope"),
+        ('rows.synth.overrides=["views=toyworld_multilevel","views.perturb.pose.std=-1"]', "std"),
+        ("linear.probe.epochs=0", "linear.probe.epochs"),
+        ("base_configs.simsiam=null", "base_configs"),
+    ],
+)
+def test_bad_comparison_configs_fail_before_anything_is_written(tmp_path, hydra_configs, override, message):
+    cfg = _cfg(tmp_path, override)
+    with pytest.raises(ConfigError, match=message):
+        run_comparison(cfg)
+    assert not (tmp_path / "cmp").exists()
+
+
+def _fake_result(run, top1: float) -> None:
+    run.run_dir.mkdir(parents=True)
+    result = {
+        "row": run.row.name,
+        "label": run.row.label,
+        "method": run.method,
+        "seed": run.seed,
+        "top1": top1,
+        "top5": 99.0,
+        "train_top1": top1,
+        "steps": 899,
+        "pretrain_seconds": 60.0,
+        "probe_seconds": 6.0,
+        "run_dir": str(run.run_dir),
+    }
+    (run.run_dir / RESULT_FILE).write_text(json.dumps(result))
+
+
+def test_finished_runs_are_not_retrained_and_the_report_is_written(tmp_path, hydra_configs, monkeypatch):
+    cfg = _cfg(
+        tmp_path,
+        "seeds=[0]",
+        "methods=[simclr]",
+        "rows.ml_learned=null",
+        "rows.single_learned=null",
+        "random_backbone=false",
+    )
+    runs, _, _ = prepare(cfg)
+    for i, run in enumerate(runs):
+        _fake_result(run, 50.0 + i)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(runner, "train_and_evaluate", no_training)
+    monkeypatch.setattr(runner, "_export", lambda row, cfg: None)
+    monkeypatch.setattr(runner, "_dry_build", lambda cfg: None)
+    summary = run_comparison(cfg)
+    assert summary["runs_trained_this_invocation"] == 0
+    out = tmp_path / "cmp"
+    assert (out / "results.png").stat().st_size > 0
+    md = (out / "results.md").read_text()
+    assert "multi-level random (ours)" in md and "supervised (upper bound)" in md
+    assert md.index("supervised (upper bound)") > md.index("References")  # one-method rows are references
+    top1 = {c["row"]: c["top1"]["mean"] for c in summary["cells"]}
+    assert summary["margin_over_best_baseline"]["simclr"] == pytest.approx(
+        top1["ml_random"] - max(top1[r] for r in ("real", "synth", "single_random"))
+    )
+
+    calls = []
+    monkeypatch.setattr(
+        runner, "train_and_evaluate", lambda run, c, e: calls.append(run.key) or no_training()
+    )
+    with pytest.raises(AssertionError):
+        run_comparison(
+            _cfg(
+                tmp_path,
+                "seeds=[0]",
+                "methods=[simclr]",
+                "rows.ml_learned=null",
+                "rows.single_learned=null",
+                "random_backbone=false",
+                "force=true",
+            )
+        )
+    assert calls == [runs[0].key]  # force retrains the first run instead of reading it
+
+
+def test_aggregate_reports_mean_and_sample_std_over_seeds():
+    results = [
+        {
+            "row": "a",
+            "label": "A",
+            "method": "simclr",
+            "seed": s,
+            "top1": t,
+            "top5": 90.0 + s,
+            "pretrain_seconds": 60.0,
+            "probe_seconds": 0.0,
+        }
+        for s, t in [(0, 80.0), (1, 84.0)]
+    ] + [
+        {
+            "row": "b",
+            "label": "B",
+            "method": "simclr",
+            "seed": 0,
+            "top1": 70.0,
+            "top5": 90.0,
+            "pretrain_seconds": 120.0,
+            "probe_seconds": 0.0,
+        }
+    ]
+    cells = aggregate(results)
+    a = cells[0]
+    assert a["top1"]["mean"] == pytest.approx(82.0)
+    assert a["top1"]["std"] == pytest.approx(2.8284271, rel=1e-6)
+    assert a["minutes_per_run"] == pytest.approx(1.0)
+    assert cells[1]["top1"]["std"] == 0.0
+    assert margins(cells, "a", ["b"]) == {"simclr": pytest.approx(12.0)}
+
+
+def test_supervised_method_needs_labels():
+    cfg = Supervised.validate_cfg(compose_cfg("supervised", ["data.num_classes=0"]))
+    with pytest.raises(ConfigError, match="needs labels"):
+        Supervised(cfg)  # an unlabelled source (a generator without classes) has num_classes 0
+    cfg.data.num_classes = 10
+    assert Supervised(cfg).classifier.out_features == 10
+
+
+def test_tiny_comparison_end_to_end_then_resumes(tmp_path, hydra_configs):
+    tiny = [
+        "seeds=[0]",
+        "methods=[simclr]",
+        "rows.ml_learned=null",
+        "rows.single_learned=null",
+        "rows.ml_random_class=null",
+        "rows.single_random=null",
+        "rows.real.export=64",
+        'common=["optimizer.batch_size=16","++data.epoch_size=64","max_epochs=1",'
+        '"scheduler.warmup_epochs=0","log_every_n_steps=1"]',
+        "linear.data.n_train=200",
+        "linear.data.n_test=100",
+        "linear.probe.epochs=2",
+    ]
+    summary = run_comparison(_cfg(tmp_path, *tiny))
+    out = tmp_path / "cmp"
+    assert summary["runs_trained_this_invocation"] == 4  # real, synth, ml_random, supervised
+    for row, method in [
+        ("real", "simclr"),
+        ("synth", "simclr"),
+        ("ml_random", "simclr"),
+        ("supervised", "supervised"),
+    ]:
+        result = json.loads((out / "runs" / row / method / "seed0" / RESULT_FILE).read_text())
+        assert 0.0 <= result["top1"] <= 100.0 and result["steps"] == 4
+        assert (out / "runs" / row / method / "seed0" / "backbone.pt").is_file()
+    assert (out / "real_data" / "manifest.json").is_file()
+    assert json.loads((out / "runs" / "random_backbone" / "seed0" / RESULT_FILE).read_text())["steps"] == 0
+    again = run_comparison(_cfg(tmp_path, *tiny))
+    assert again["runs_trained_this_invocation"] == 0
+    assert [c["top1"] for c in again["cells"]] == [c["top1"] for c in summary["cells"]]
+
+
+def test_the_bigbigan_comparison_plans_every_row_from_a_checkpoint_and_folders(tmp_path, hydra_configs):
+    from solo_mlvgm.data.export import export_image_folder
+    from solo_mlvgm.generators import build_generator
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "BigBiGAN_x1.pth"
+    torch.save(build_generator("bigbigan", ch=4, dim_z=24, shared_dim=8).state_dict(), checkpoint)
+    folder = export_image_folder(build_generator("toyworld"), tmp_path / "images", 256)  # one batch
+    cfg = compose(
+        config_name="compare_bigbigan",
+        overrides=[
+            f"out={tmp_path / 'cmp'}",
+            f"checkpoint={checkpoint}",
+            f"real_data={folder}",
+            f"linear.data.train_path={folder}",
+            f"linear.data.val_path={folder}",
+            f"walkers.ml={tmp_path}/no_walkers",
+        ],
+    )
+    runs, skipped, configs = prepare(cfg)  # every runnable row is composed and built (not trained)
+    assert set(skipped) == {"ml_learned", "single_learned"}
+    assert "generator=bigbigan" in skipped["ml_learned"]
+    ml = configs["ml_random/simclr/seed0"]
+    assert ml.generator.name == "bigbigan" and ml.generator.checkpoint == str(checkpoint)
+    assert set(ml.views.perturb) == {"z1", "z2", "z3", "z4", "z5"} and ml.data.crop_size == 112
+    assert "z0" in configs["ml_random_class/simsiam/seed0"].views.perturb
+    assert configs["real/simclr/seed0"].data.train_path == str(folder)
+    assert configs["supervised/supervised/seed0"].method == "supervised"
