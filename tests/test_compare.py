@@ -141,14 +141,8 @@ def _fake_result(run, top1: float) -> None:
 
 
 def test_finished_runs_are_not_retrained_and_the_report_is_written(tmp_path, hydra_configs, monkeypatch):
-    cfg = _cfg(
-        tmp_path,
-        "seeds=[0]",
-        "methods=[simclr]",
-        "rows.ml_learned=null",
-        "rows.single_learned=null",
-        "random_backbone=false",
-    )
+    small = ["seeds=[0]", "methods=[simclr]", "rows.ml_learned=null", "rows.single_learned=null"]
+    cfg = _cfg(tmp_path, *small, "random_backbone=false")
     runs, _, _ = prepare(cfg)
     for i, run in enumerate(runs):
         _fake_result(run, 50.0 + i)
@@ -176,17 +170,7 @@ def test_finished_runs_are_not_retrained_and_the_report_is_written(tmp_path, hyd
         runner, "train_and_evaluate", lambda run, c, e: calls.append(run.key) or no_training()
     )
     with pytest.raises(AssertionError):
-        run_comparison(
-            _cfg(
-                tmp_path,
-                "seeds=[0]",
-                "methods=[simclr]",
-                "rows.ml_learned=null",
-                "rows.single_learned=null",
-                "random_backbone=false",
-                "force=true",
-            )
-        )
+        run_comparison(_cfg(tmp_path, *small, "random_backbone=false", "force=true"))
     assert calls == [runs[0].key]  # force retrains the first run instead of reading it
 
 
