@@ -129,8 +129,13 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
             num_workers=int(cfg.data.num_workers),
         )
         num_classes = data.num_classes
+    given = cfg.data.get("num_classes", "auto")
+    if given != "auto" and int(given) not in (0, int(num_classes)):
+        raise ConfigError(
+            f"data.num_classes={given} does not match the data's {num_classes} classes (use auto, or 0 for no probe)"
+        )
     with open_dict(cfg):
-        if cfg.data.get("num_classes", "auto") == "auto":
+        if given == "auto":
             cfg.data.num_classes = int(num_classes)
         cfg.backend = backend
     method = cls(cfg)
@@ -140,8 +145,15 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
 def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
     if int(cfg.max_epochs) < 1:
         raise ConfigError(f"max_epochs must be >= 1, got {cfg.max_epochs}")
-    with quiet_lightning():
-        return _trainer(cfg, run_dir)
+    return make_trainer(
+        cfg,
+        default_root_dir=str(run_dir),
+        max_epochs=int(cfg.max_epochs),
+        max_steps=int(cfg.get("max_steps", -1)),
+        logger=CSVLogger(str(run_dir), name="", version="logs"),
+        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)],
+        log_every_n_steps=int(cfg.get("log_every_n_steps", 10)),
+    )
 
 
 @contextlib.contextmanager
@@ -157,24 +169,22 @@ def quiet_lightning() -> Iterator[None]:
         banner.setLevel(level)
 
 
-def _trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
-    try:
-        return pl.Trainer(
-            default_root_dir=str(run_dir),
-            max_epochs=int(cfg.max_epochs),
-            max_steps=int(cfg.get("max_steps", -1)),
-            accelerator=str(cfg.accelerator),
-            devices=cfg.devices,
-            precision=cfg.precision,
-            strategy=str(cfg.get("strategy", "auto")),
-            logger=CSVLogger(str(run_dir), name="", version="logs"),
-            callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)],
-            log_every_n_steps=int(cfg.get("log_every_n_steps", 10)),
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-        )
-    except (MisconfigurationException, ValueError, TypeError) as err:
-        raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
+def make_trainer(cfg: DictConfig, **kwargs: object) -> pl.Trainer:
+    """A Trainer on the config's device settings (accelerator, devices, precision, strategy) plus
+    ``kwargs``; bad settings raise ``ConfigError`` without Lightning's device banner."""
+    with quiet_lightning():
+        try:
+            return pl.Trainer(
+                accelerator=str(cfg.accelerator),
+                devices=cfg.devices,
+                precision=cfg.precision,
+                strategy=str(cfg.get("strategy", "auto")),
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                **kwargs,
+            )
+        except (MisconfigurationException, ValueError, TypeError) as err:
+            raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
 
 
 @rank_zero_only

@@ -95,6 +95,7 @@ def point_latest(run_dir: Path) -> Path:
     """Make ``<run_dir>/../latest`` a relative symlink to ``run_dir`` (replaced atomically)."""
     link = run_dir.parent / "latest"
     tmp = temporary_sibling(link)
+    tmp.unlink(missing_ok=True)  # left by a crashed process with the same pid
     tmp.symlink_to(run_dir.name)
     os.replace(tmp, link)
     return link

@@ -15,16 +15,16 @@ from solo_mlvgm.views import ViewSpec
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
-# Overrides that make any pretraining config finish in seconds on a CPU.
-TINY = [
+# Overrides that make any pretraining config finish in seconds on a CPU; TINY adds small projection heads
+# (for the self-supervised methods, which have them).
+TINY_RUN = [
     "optimizer.batch_size=16",
     "data.epoch_size=64",
     "max_epochs=1",
     "max_steps=3",
-    "method_kwargs.proj_hidden_dim=32",
-    "method_kwargs.proj_output_dim=16",
     "log_every_n_steps=1",
 ]
+TINY = [*TINY_RUN, "method_kwargs.proj_hidden_dim=32", "method_kwargs.proj_output_dim=16"]
 
 
 def compose_cfg(config_name: str, overrides: list[str] | None = None) -> DictConfig:

@@ -63,6 +63,7 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
             ["data=image_folder", "data.train_path=/no/such/folder"],
             "error: image folder '/no/such/folder' does not exist",
         ),
+        (["data.num_classes=7"], "error: data.num_classes=7 does not match the data's 10 classes"),
     ],
 )
 def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):

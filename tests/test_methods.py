@@ -11,15 +11,16 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods import PRETRAINING_METHODS, build_backbone
 from solo_mlvgm.pretrain import build_pretraining
 
-from .conftest import TINY, compose_cfg
+from .conftest import TINY, TINY_RUN, compose_cfg
 
 
 @pytest.mark.parametrize("method", PRETRAINING_METHODS)
 def test_one_short_training_run_per_method(tmp_path, method):
-    if method == "supervised":  # its own config; no projection head
-        cfg = compose_cfg("supervised", [o for o in TINY if not o.startswith("method_kwargs")])
-    else:
-        cfg = compose_cfg(f"mlvgm_{method}", TINY)
+    cfg = (
+        compose_cfg("supervised", TINY_RUN)
+        if method == "supervised"
+        else compose_cfg(f"mlvgm_{method}", TINY)
+    )
     job = build_pretraining(cfg, tmp_path)
     before = {k: v.clone() for k, v in job.method.backbone.state_dict().items()}
     job.trainer.fit(job.method, datamodule=job.data)

@@ -86,6 +86,14 @@ def test_stop_fires_at_the_first_smoothed_crossing():
     assert fired == [6] and stop.fired_at == 6 and math.isclose(stop.smoothed, 1.2)
 
 
+def test_best_loss_is_finite_from_the_arming_step_on():
+    stop = GammaStop(gamma=1.0, tolerance=0.05, smoothing=1)
+    stop.update(0, 0.8)
+    assert not stop.armed
+    assert not stop.update(1, 0.3)  # arms here, the budget may end here
+    assert stop.armed and stop.best == pytest.approx(0.3)
+
+
 def test_stop_ignores_a_one_step_spike_and_the_untrained_start():
     spike = GammaStop(gamma=1.0, tolerance=0.05, smoothing=3)
     assert not any(spike.update(s, x) for s, x in enumerate([0.1, 0.1, 0.1, 2.0, 0.1, 0.1]))
@@ -217,10 +225,13 @@ def test_mi_quant_is_registered_but_not_a_pretraining_method():
         ("max_steps=2", "must exceed method_kwargs.encoder_warmup_steps"),
         ("+method_kwargs.lambda=1", "no method_kwargs"),
         ("monte_carlo.samples=1", "monte_carlo.samples"),
+        ("method_kwargs.input_size=-8", "input_size must be > 0"),
+        ("method_kwargs.walker_hidden_dim=0", "walker_hidden_dim must be > 0"),
+        ("method_kwargs.encoder_mode=frozen devices=2", "frozen runs on one device"),
     ],
 )
 def test_bad_quantification_configs_fail_before_any_work(tmp_path, override, message):
-    cfg = compose_cfg("mi_quant", [*TINY_MI, override])
+    cfg = compose_cfg("mi_quant", [*TINY_MI, *override.split()])
     with pytest.raises(ConfigError, match=message):
         driver.run_quantification(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -65,12 +65,9 @@ class PlannedRun:
 
 def parse_rows(cfg: DictConfig) -> list[Row]:
     """The rows of ``cfg.rows`` (a mapping name -> row), in config order, checked."""
-    methods = [str(m) for m in cfg.methods]
+    methods = _methods(cfg.methods, "methods")
     if not methods:
         raise ConfigError("methods is empty; e.g. methods=[simclr,simsiam]")
-    for m in methods:
-        if m not in PRETRAINING_METHODS:
-            raise ConfigError(f"unknown method '{m}' in methods; known: {', '.join(PRETRAINING_METHODS)}")
     if not cfg.get("rows"):
         raise ConfigError("the comparison has no rows")
     rows = []
@@ -80,12 +77,7 @@ def parse_rows(cfg: DictConfig) -> list[Row]:
         extra = set(spec) - ROW_KEYS
         if extra:
             raise ConfigError(f"rows.{name} has unknown keys {sorted(extra)}; allowed: {sorted(ROW_KEYS)}")
-        row_methods = [str(m) for m in spec.get("methods") or methods]
-        for m in row_methods:
-            if m not in PRETRAINING_METHODS:
-                raise ConfigError(
-                    f"rows.{name}: unknown method '{m}'; known: {', '.join(PRETRAINING_METHODS)}"
-                )
+        row_methods = _methods(spec.get("methods"), f"rows.{name}.methods") or methods
         export = int(spec.get("export") or 0)
         if export < 0:
             raise ConfigError(f"rows.{name}.export must be >= 0, got {export}")
@@ -103,6 +95,15 @@ def parse_rows(cfg: DictConfig) -> list[Row]:
     if not rows:
         raise ConfigError("every row is disabled")
     return rows
+
+
+def _methods(names: Sequence[str] | None, where: str) -> list[str]:
+    """Method names of a config list, each checked against the pretraining methods."""
+    out = [str(m) for m in names or ()]
+    for m in out:
+        if m not in PRETRAINING_METHODS:
+            raise ConfigError(f"unknown method '{m}' in {where}; known: {', '.join(PRETRAINING_METHODS)}")
+    return out
 
 
 def parse_seeds(cfg: DictConfig) -> list[int]:

@@ -66,11 +66,20 @@ def _fmt(stat: dict[str, float], with_std: bool) -> str:
     return f"{stat['mean']:.1f} ± {stat['std']:.1f}" if with_std else f"{stat['mean']:.1f}"
 
 
+def _by_row(
+    cells: Sequence[dict[str, Any]], methods: Sequence[str]
+) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
+    """(cell by (row, method), the table's rows in order: those trained with one of ``methods``); the
+    other rows (supervised, random backbone) are references."""
+    by_key = {(c["row"], c["method"]): c for c in cells}
+    rows = [r for r in dict.fromkeys(c["row"] for c in cells) if any((r, m) in by_key for m in methods)]
+    return by_key, rows
+
+
 def render_markdown(
     cells: Sequence[dict[str, Any]], methods: Sequence[str], title: str, notes: Sequence[str]
 ) -> str:
-    by_key = {(c["row"], c["method"]): c for c in cells}
-    table_rows = [r for r in dict.fromkeys(c["row"] for c in cells) if any((r, m) in by_key for m in methods)]
+    by_key, table_rows = _by_row(cells, methods)
     header = "| views | " + " | ".join(f"{m} top-1 | {m} top-5" for m in methods) + " | min / run |"
     lines = [f"# {title}", "", header, "|" + " --- |" * (2 * len(methods) + 2)]
     for row in table_rows:
@@ -97,8 +106,7 @@ def render_markdown(
 
 def plot_bars(path: Path, cells: Sequence[dict[str, Any]], methods: Sequence[str]) -> None:
     """Top-1 per row, one bar per method with the seed spread; references as horizontal lines."""
-    by_key = {(c["row"], c["method"]): c for c in cells}
-    rows = [r for r in dict.fromkeys(c["row"] for c in cells) if any((r, m) in by_key for m in methods)]
+    by_key, rows = _by_row(cells, methods)
     labels = [next(c["label"] for c in cells if c["row"] == r) for r in rows]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows)), 4.5))
     width = 0.8 / len(methods)

@@ -48,11 +48,7 @@ def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str
     skipped = {row.name: reason for row in rows if (reason := row.skip_reason())}
     runs = [run for run in plan_runs(cfg, rows, seeds) if run.row.name not in skipped]
     configs = {run.key: compose_run_config(base_config_name(cfg, run.method), run.overrides) for run in runs}
-    checked: set[tuple[str, str]] = set()
-    for run in runs:
-        if (run.row.name, run.method) not in checked and not run.row.export:
-            _dry_build(configs[run.key])
-            checked.add((run.row.name, run.method))
+    _dry_build_rows(runs, configs, exported=False)  # rows with an export are checked once it exists
     return runs, skipped, configs
 
 
@@ -67,6 +63,15 @@ def _check_linear(linear: DictConfig) -> None:
             path = linear.data.get(role)
             if not path or not Path(path).is_dir():
                 raise ConfigError(f"linear.data.{role} '{path}' is not a folder of class subfolders")
+
+
+def _dry_build_rows(runs: list[PlannedRun], configs: dict[str, DictConfig], exported: bool) -> None:
+    """Dry-build one run per (row, method) of the rows with (or without) a dataset export."""
+    seen: set[tuple[str, str]] = set()
+    for run in runs:
+        if bool(run.row.export) == exported and (run.row.name, run.method) not in seen:
+            seen.add((run.row.name, run.method))
+            _dry_build(configs[run.key])
 
 
 def _dry_build(run_cfg: DictConfig) -> None:
@@ -172,28 +177,26 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
     force = bool(cfg.force)
     for name, reason in skipped.items():
         print(f"skipping row '{name}': {reason}")
-    for row in {run.row.name: run.row for run in runs if run.row.export}.values():
-        first = next(run for run in runs if run.row is row)
-        _export(row, configs[first.key])
-        for method in row.methods:
-            _dry_build(configs[next(r.key for r in runs if r.row is row and r.method == method)])
-    todo = [run for run in runs if force or not run.finished]
-    print(
-        f"comparison '{cfg.name}': {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to train"
-    )
+    exported: set[str] = set()
+    for run in runs:
+        if run.row.export and run.row.name not in exported:
+            _export(run.row, configs[run.key])
+            exported.add(run.row.name)
+    _dry_build_rows(runs, configs, exported=True)
+    n_todo = sum(force or not run.finished for run in runs)
+    print(f"comparison '{cfg.name}': {len(runs)} runs, {len(runs) - n_todo} finished, {n_todo} to train")
 
     evaluator = Evaluator(cfg.linear)
-    results = []
+    results, trained = [], 0
     for run in runs:
-        if run in todo:
-            print(f"[{todo.index(run) + 1}/{len(todo)}] {run.key}")
-            results.append(train_and_evaluate(run, configs[run.key], evaluator))
-            r = results[-1]
-            print(
-                f"[{run.key}] top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['pretrain_seconds']:.0f} s)"
-            )
-        else:
+        if run.finished and not force:
             results.append(json.loads((run.run_dir / RESULT_FILE).read_text()))
+            continue
+        trained += 1
+        print(f"[{trained}/{n_todo}] {run.key}")
+        r = train_and_evaluate(run, configs[run.key], evaluator)
+        print(f"[{run.key}] top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['pretrain_seconds']:.0f} s)")
+        results.append(r)
     out = Path(cfg.out)
     if cfg.get("random_backbone", True):
         reference_cfg = configs[runs[0].key]
@@ -201,6 +204,6 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
             folder = out / "runs" / FLOOR_ROW / f"seed{seed}"
             results.append(evaluate_random_backbone(reference_cfg, seed, folder, evaluator, force))
     summary = write_report(
-        out, cfg, results, skipped, wall_seconds=time.perf_counter() - wall_start, trained=len(todo)
+        out, cfg, results, skipped, wall_seconds=time.perf_counter() - wall_start, trained=trained
     )
     return summary

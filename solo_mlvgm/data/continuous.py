@@ -17,7 +17,7 @@ from torch import Tensor
 from solo_mlvgm.data.seeding import stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, build_pixel_augment
+from solo_mlvgm.views.pixel import build_pixel_augment
 from solo_mlvgm.views.sampler import ViewPair, ViewSampler
 from solo_mlvgm.views.spec import ViewSpec
 
@@ -61,8 +61,6 @@ class ContinuousSampling(pl.LightningDataModule):
         seed: int = 0,
         crop_size: int | None = None,
         autocast_dtype: torch.dtype | None = torch.bfloat16,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
@@ -71,9 +69,7 @@ class ContinuousSampling(pl.LightningDataModule):
             raise ConfigError(f"batch_size and epoch_size must be > 0, got {batch_size}, {epoch_size}")
         self.generator = generator.freeze()
         self.sampler = ViewSampler(self.generator, spec)
-        self.augment = build_pixel_augment(
-            spec.pixel, crop_size or generator.resolution, spec.crop_min_scale, mean, std
-        )
+        self.augment = build_pixel_augment(spec.pixel, crop_size or generator.resolution, spec.crop_min_scale)
         self.batch_size = int(batch_size)
         self.epoch_size = int(epoch_size)
         self.seed = int(seed)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, build_pixel_augment
+from solo_mlvgm.views.pixel import build_pixel_augment
 
 
 class IndexedImageFolder(Dataset):
@@ -52,8 +52,6 @@ class ImageFolderData(pl.LightningDataModule):
         pixel: str = "simclr",
         crop_min_scale: float = 0.2,
         num_workers: int = 2,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         self.dataset = IndexedImageFolder(train_path, resolution)
@@ -62,7 +60,8 @@ class ImageFolderData(pl.LightningDataModule):
                 f"image folder '{train_path}' has {len(self.dataset)} images, fewer than one batch ({batch_size})"
             )
         self.num_classes = len(self.dataset.folder.classes)
-        self.augment = build_pixel_augment(pixel, resolution, crop_min_scale, mean, std)
+        self.augment = build_pixel_augment(pixel, resolution, crop_min_scale)
+        self._augment_device = torch.device("cpu")
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
 
     def train_dataloader(self) -> DataLoader:
@@ -73,11 +72,14 @@ class ImageFolderData(pl.LightningDataModule):
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def on_after_batch_transfer(self, batch: list[Tensor], dataloader_idx: int) -> list:
         indexes, images, targets = batch
-        self.augment.to(images.device)
+        if images.device != self._augment_device:  # moved once, not every step
+            self.augment.to(images.device)
+            self._augment_device = images.device
         images = images.float().div_(255)
         views = self.augment(torch.cat([images, images])).chunk(2)
         return [indexes.long(), list(views), targets.long()]

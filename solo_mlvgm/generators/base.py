@@ -9,6 +9,7 @@ levels are chunks of z this is adding noise to the chunk; for mapped latents (St
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,9 +51,8 @@ class MultiLatentGenerator(nn.Module):
     # ---------------------------------------------------------------- latents
     @property
     def device(self) -> torch.device:
-        for tensor in list(self.parameters()) + list(self.buffers()):
-            return tensor.device
-        return torch.device("cpu")
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.device("cpu") if first is None else first.device
 
     def sample_base(
         self, n: int, generator: torch.Generator | None = None, truncation: float | None = None
@@ -87,6 +87,11 @@ class MultiLatentGenerator(nn.Module):
         first, second = self(both).chunk(2)
         return first, second
 
+    def check_levels(self, levels: Sequence[Tensor]) -> None:
+        """One latent per level, or a clear error (before any rendering)."""
+        if len(levels) != len(self.levels):
+            raise ValueError(f"expected {len(self.levels)} level latents, got {len(levels)}")
+
     def labels(self, levels: Sequence[Tensor]) -> Tensor | None:
         """Class labels (LongTensor ``[n]``), or None for generators without classes."""
         return None
@@ -108,9 +113,17 @@ class MultiLatentGenerator(nn.Module):
         raise ConfigError(f"unknown level or group '{name}' for {type(self).__name__}; known: {known}")
 
     def coords_of(self, indices: Sequence[int]) -> Tensor:
-        """Sorted union of the base coordinates feeding the given levels."""
-        coords = sorted({c for i in indices for c in self.level_coords(i)})
-        return torch.tensor(coords, dtype=torch.long, device=self.device)
+        """Sorted union of the base coordinates feeding the given levels, on the generator's device.
+
+        Made once per (levels, device) and reused: views ask for it every step, and building it there would
+        copy from the host each time."""
+        device = self.device
+        key = (tuple(indices), str(device))
+        cache = self.__dict__.setdefault("_coords_cache", {})
+        if key not in cache:
+            coords = sorted({c for i in indices for c in self.level_coords(i)})
+            cache[key] = torch.tensor(coords, dtype=torch.long, device=device)
+        return cache[key]
 
     def perturb(
         self,

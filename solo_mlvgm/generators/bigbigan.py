@@ -182,8 +182,9 @@ class BigBiGAN(MultiLatentGenerator):
         return list(base.split(self.level_dim, dim=1))
 
     # ------------------------------------------------------------- render
-    def _embedding(self, n: int, like: Tensor) -> Tensor:
-        return self.shared.weight[:1].to(like.dtype).expand(n, -1)
+    def _embedding(self, n: int) -> Tensor:
+        """The shared embedding of class 0 (every class holds BigBiGAN's one embedding in the file)."""
+        return self.shared.weight[:1].expand(n, -1)
 
     def stem(self, z0: Tensor) -> Tensor:
         """The 4x4 feature map of level 0 (before any up-block)."""
@@ -193,7 +194,7 @@ class BigBiGAN(MultiLatentGenerator):
         self, h: Tensor, levels: Sequence[Tensor], start: int = 0, stop: int | None = None
     ) -> Tensor:
         """Up-blocks ``start..stop-1`` on ``h``; block i is conditioned on [class embedding, level i+1]."""
-        embedding = self._embedding(h.shape[0], levels[1])
+        embedding = self._embedding(h.shape[0])
         for i in range(start, len(self.blocks) if stop is None else stop):
             y = torch.cat([embedding, levels[i + 1]], dim=1)
             h = self.blocks[i][0](h, y)
@@ -201,28 +202,27 @@ class BigBiGAN(MultiLatentGenerator):
                 h = extra(h)
         return h
 
-    def forward(self, levels: Sequence[Tensor]) -> Tensor:
-        self._check(levels)
-        h = self.run_blocks(self.stem(levels[0]), levels)
+    def to_image(self, h: Tensor) -> Tensor:
+        """The output layer, mapped from tanh's [-1, 1] to [0, 1]."""
         return (torch.tanh(self.output_layer(h)) + 1) / 2
+
+    def forward(self, levels: Sequence[Tensor]) -> Tensor:
+        self.check_levels(levels)
+        return self.to_image(self.run_blocks(self.stem(levels[0]), levels))
 
     def forward_pair(
         self, anchor: Sequence[Tensor], positive: Sequence[Tensor], first_changed: int
     ) -> tuple[Tensor, Tensor]:
         """Levels before ``first_changed`` are shared: the stem and the blocks they alone feed run once."""
-        self._check(anchor)
+        self.check_levels(anchor)
         if first_changed <= 0:
             return super().forward_pair(anchor, positive, first_changed)
         shared_blocks = min(first_changed - 1, len(self.blocks))  # block i reads level i + 1
         h = self.run_blocks(self.stem(anchor[0]), anchor, stop=shared_blocks)
         both = [torch.cat([a, p]) for a, p in zip(anchor, positive, strict=True)]
         h = self.run_blocks(torch.cat([h, h]), both, start=shared_blocks)
-        first, second = ((torch.tanh(self.output_layer(h)) + 1) / 2).chunk(2)
+        first, second = self.to_image(h).chunk(2)
         return first, second
-
-    def _check(self, levels: Sequence[Tensor]) -> None:
-        if len(levels) != len(self.levels):
-            raise ValueError(f"expected {len(self.levels)} levels, got {len(levels)}")
 
     # -------------------------------------------------------- checkpoints
     def fold_spectral_norms(self) -> None:

@@ -154,7 +154,7 @@ class ToyWorld(MultiLatentGenerator):
 
     # -------------------------------------------------------------- rendering
     def forward(self, levels: Sequence[Tensor]) -> Tensor:
-        self._check(levels)
+        self.check_levels(levels)
         p = self.factor_params(levels)
         return self._composite(p, self._object_mask(p["shape"], p["pose"]), levels)
 
@@ -164,18 +164,14 @@ class ToyWorld(MultiLatentGenerator):
         # The object mask (the costly part: one SDF per shape) depends on the shape and pose levels only,
         # and each factor on the levels up to its own. When both come before the first changed level, the
         # anchor's mask is the positive's too and is computed once.
-        self._check(anchor)
-        self._check(positive)
+        self.check_levels(anchor)
+        self.check_levels(positive)
         mask_levels = [self.factors.index(f) for f in ("shape", "pose") if f in self.factors]
         if any(i >= first_changed for i in mask_levels):
             return super().forward_pair(anchor, positive, first_changed)
         pa, pp = self.factor_params(anchor), self.factor_params(positive)
         mask = self._object_mask(pa["shape"], pa["pose"])
         return self._composite(pa, mask, anchor), self._composite(pp, mask, positive)
-
-    def _check(self, levels: Sequence[Tensor]) -> None:
-        if len(levels) != len(self.levels):
-            raise ValueError(f"expected {len(self.levels)} level latents, got {len(levels)}")
 
     def _composite(self, p: dict[str, Tensor], mask: Tensor, levels: Sequence[Tensor]) -> Tensor:
         obj_rgb, bg_rgb = self._colors(p["color"])  # [n, 3] each

@@ -86,12 +86,11 @@ class SSLMethod(pl.LightningModule):
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         loss, features = self.ssl_loss(views)
         self.log("train_loss", loss, prog_bar=True)
-        labelled = targets >= 0
-        # Without labels (every target -1) the probe is skipped: no NaN loss, no logged accuracy.
-        if self.classifier is not None and bool(labelled.any()):
-            logits = self.classifier(features.detach()[labelled])
-            class_loss = F.cross_entropy(logits, targets[labelled])
-            acc1 = (logits.argmax(dim=1) == targets[labelled]).float().mean()
+        # A source without labels (targets -1) has num_classes 0, so no classifier: no NaN, no accuracy.
+        if self.classifier is not None:
+            logits = self.classifier(features.detach())
+            class_loss = F.cross_entropy(logits, targets)
+            acc1 = (logits.argmax(dim=1) == targets).float().mean()
             self.log("train_class_loss", class_loss)
             self.log("train_acc1", acc1, prog_bar=True)
             loss = loss + class_loss

@@ -69,8 +69,14 @@ class MIQuant(pl.LightningModule):
         self.cfg, self.indices = cfg, tuple(int(i) for i in indices)
         self.level_name = name or "+".join(generator.levels[i].name for i in self.indices)
         self._generator = (generator.freeze(),)  # a tuple, so not a child module: never saved or moved by DDP
-        self.coords = generator.coords_of(self.indices).cpu()
-        self.walker = Walker(len(self.coords), kw.walker_hidden_dim)
+        self.walker = Walker(len(generator.coords_of(self.indices)), kw.walker_hidden_dim)
+        # Settings read every step, as plain values.
+        self.warmup_steps = int(kw.encoder_warmup_steps)
+        self.adversarial = kw.encoder_mode == "adversarial"
+        self.batch_size, self.seed = int(cfg.optimizer.batch_size), int(cfg.seed)
+        self.input_size = int(kw.input_size) if kw.input_size else None
+        self.loss_scale = float(kw.loss_scale)
+        self.print_every = int(cfg.get("log_every_n_steps", 0))
         self.encoder, feature_dim = build_backbone(cfg.backbone.name, bool(cfg.backbone.small_image_stem))
         self.encoder.to(memory_format=torch.channels_last)
         self.projector = SimCLRProjectionHead(feature_dim, kw.proj_hidden_dim, kw.proj_output_dim)
@@ -92,6 +98,12 @@ class MIQuant(pl.LightningModule):
         for key in ("proj_hidden_dim", "proj_output_dim", "temperature", "loss_scale"):
             if not float(kw[key]) > 0:
                 raise ConfigError(f"method_kwargs.{key} must be > 0, got {kw[key]}")
+        for key in ("input_size", "walker_hidden_dim"):
+            if kw[key] is not None and int(kw[key]) <= 0:
+                raise ConfigError(f"method_kwargs.{key} must be > 0 or null, got {kw[key]}")
+        if kw.encoder_mode == "frozen" and str(cfg.get("devices", 1)) not in ("1", "auto"):
+            # the frozen encoder stops requiring gradients mid-run, which DDP does not allow
+            raise ConfigError("method_kwargs.encoder_mode=frozen runs on one device (devices=1)")
         if int(kw.encoder_warmup_steps) < 0:
             raise ConfigError(
                 f"method_kwargs.encoder_warmup_steps must be >= 0, got {kw.encoder_warmup_steps}"
@@ -119,18 +131,17 @@ class MIQuant(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.generator.to(self.device)
-        self.coords = self.coords.to(self.device)
 
     def walker_moves(self, step: int) -> bool:
-        return step >= int(self.cfg.method_kwargs.encoder_warmup_steps)
+        return step >= self.warmup_steps
 
     def encoder_trains(self, step: int) -> bool:
-        return self.cfg.method_kwargs.encoder_mode == "adversarial" or not self.walker_moves(step)
+        return self.adversarial or not self.walker_moves(step)
 
     def views(self, base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(anchor images, positive images, walker output p(z_i)) for base latents; differentiable in p."""
         g = self.generator
-        delta = self.walker(base[:, self.coords])
+        delta = self.walker(base[:, g.coords_of(self.indices)])
         levels = g.to_levels(base)
         anchor, positive = g.forward_pair(
             levels, g.perturb(base, [(self.indices, delta)], levels), min(self.indices)
@@ -138,15 +149,14 @@ class MIQuant(pl.LightningModule):
         return anchor, positive, delta
 
     def info_nce(self, anchor: Tensor, positive: Tensor) -> Tensor:
-        size = self.cfg.method_kwargs.input_size
         images = torch.cat([anchor, positive]).float()
-        if size:
+        if self.input_size:
             images = F.interpolate(
-                images, size=int(size), mode="bilinear", antialias=True, align_corners=False
+                images, size=self.input_size, mode="bilinear", antialias=True, align_corners=False
             )
         images = normalize(images).contiguous(memory_format=torch.channels_last)
         e_anchor, e_positive = self.projector(self.encoder(images)).chunk(2)
-        return float(self.cfg.method_kwargs.loss_scale) * self.criterion(e_anchor, e_positive)
+        return self.loss_scale * self.criterion(e_anchor, e_positive)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         step = int(batch)
@@ -155,18 +165,19 @@ class MIQuant(pl.LightningModule):
         if not trains_encoder and self.encoder.training:  # frozen mode: a fixed ruler from now on
             self.encoder.eval().requires_grad_(False)
             self.projector.eval().requires_grad_(False)
-        rng = torch.Generator(device=self.device).manual_seed(
-            stream_seed(int(self.cfg.seed), self.global_rank, step)
-        )
-        base = self.generator.sample_base(int(self.cfg.optimizer.batch_size), generator=rng)
-        anchor, positive, delta = self.views(base)
+        rng = torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, self.global_rank, step))
+        base = self.generator.sample_base(self.batch_size, generator=rng)
+        moves = self.walker_moves(step)
+        with torch.set_grad_enabled(
+            moves
+        ):  # during the warm-up nothing needs gradients through the generator
+            anchor, positive, delta = self.views(base)
         loss = self.info_nce(anchor, positive)
 
         # Loss and mean |p(z)| averaged over ranks, read with one device sync: every rank takes the same
         # stop decision.
         stats = torch.stack([loss.detach().float(), delta.detach().float().norm(dim=1).mean()])
         mean_loss, delta_norm = self.all_gather(stats).reshape(-1, 2).mean(dim=0).tolist()
-        moves = self.walker_moves(step)
         fired = moves and self.stop.update(step, mean_loss)
         self.history.append(
             {
@@ -177,8 +188,7 @@ class MIQuant(pl.LightningModule):
                 "walker_moves": int(moves),
             }
         )
-        every = int(self.cfg.get("log_every_n_steps", 0))
-        if every and step % every == 0 and self.global_rank == 0:
+        if self.print_every and step % self.print_every == 0 and self.global_rank == 0:
             record = self.history[-1]
             print(
                 f"    {self.level_name} step {step}: loss {record['loss']:.3f} (smoothed {record['smoothed']:.3f}), "

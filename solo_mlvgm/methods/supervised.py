@@ -8,7 +8,6 @@ first view of each pair is used.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +19,6 @@ from solo_mlvgm.methods.base import SSLMethod
 
 
 class Supervised(SSLMethod):
-    defaults: ClassVar[dict[str, Any]] = {}
-
     def __init__(self, cfg: DictConfig) -> None:
         if int(cfg.data.num_classes) <= 0:
             raise ConfigError(
@@ -33,10 +30,7 @@ class Supervised(SSLMethod):
         yield self.backbone
 
     def training_step(self, batch: list, batch_idx: int) -> Tensor:
-        _, views, targets = batch
-        labelled = targets >= 0
-        if not bool(labelled.all()):
-            raise RuntimeError("method 'supervised' got unlabelled samples (target -1) in a batch")
+        _, views, targets = batch  # labelled: num_classes > 0 was checked when the method was built
         assert self.classifier is not None
         images = views[0].contiguous(memory_format=torch.channels_last)
         logits = self.classifier(self.backbone(images))

@@ -26,7 +26,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import yaml
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,7 +33,7 @@ from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.mi_quant import MIQuant
-from solo_mlvgm.pretrain import build_generator_from_cfg, quiet_lightning
+from solo_mlvgm.pretrain import build_generator_from_cfg, make_trainer, quiet_lightning
 from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
 from solo_mlvgm.quantify.plots import plot_loss_curves, plot_mu_sigma
 from solo_mlvgm.quantify.recommend import recommended_views
@@ -45,7 +44,7 @@ from solo_mlvgm.views.walker import save_walker
 
 MC_STREAM = EVAL_STREAM + 100  # Monte Carlo anchors: a stream no training batch or eval split uses
 # Keys that may differ between a run and its resumption: they do not change a finished level's result.
-RESUME_FREE_KEYS = ("levels", "recommend", "resume", "accelerator", "devices")
+RESUME_FREE_KEYS = ("levels", "recommend", "resume", "accelerator", "devices", "log_every_n_steps")
 
 
 def selected_levels(cfg: DictConfig, generator: MultiLatentGenerator) -> list[tuple[str, tuple[int, ...]]]:
@@ -99,23 +98,14 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def _build_trainer(cfg: DictConfig) -> pl.Trainer:
-    with quiet_lightning():
-        try:
-            return pl.Trainer(
-                max_epochs=1,
-                accelerator=str(cfg.accelerator),
-                devices=cfg.devices,
-                precision=cfg.precision,
-                strategy=str(cfg.get("strategy", "auto")),
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                use_distributed_sampler=False,  # every rank runs every step number; seeds differ by rank
-                num_sanity_val_steps=0,
-            )
-        except (MisconfigurationException, ValueError, TypeError) as err:
-            raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None
+    return make_trainer(
+        cfg,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,  # every rank runs every step number; seeds differ by rank
+    )
 
 
 def read_history(path: Path) -> list[dict[str, float]]:

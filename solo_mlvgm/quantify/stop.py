@@ -60,7 +60,10 @@ class GammaStop:
         self.smoothed = sum(self._window) / len(self._window)
         if not self.armed:
             self.armed = self.smoothed < self.arm_below
-            return False
+            if not self.armed:
+                return False
+        # From the arming step on, best is the highest smoothed loss; arm_below <= gamma - tolerance, so the
+        # arming step itself never fires.
         self.best = max(self.best, self.smoothed)
         if self.smoothed >= self.gamma - self.tolerance:
             self.fired_at = int(step)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
@@ -25,8 +27,6 @@ def build_pixel_augment(
     preset: str,
     size: int,
     crop_min_scale: float = 0.2,
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
 ) -> nn.Module:
     """Per-sample augmentation ``[B, 3, H, W]`` in [0, 1] -> normalised ``[B, 3, size, size]``.
 
@@ -41,14 +41,20 @@ def build_pixel_augment(
         ops += [K.RandomResizedCrop((size, size), scale=(crop_min_scale, 1.0)), K.RandomHorizontalFlip()]
     if preset == "simclr":
         ops += [K.ColorJiggle(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)]
-    ops.append(K.Normalize(mean=torch.tensor(mean), std=torch.tensor(std)))
+    ops.append(K.Normalize(mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD)))
     return K.AugmentationSequential(*ops)
 
 
-def normalize(
-    images: Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
-) -> Tensor:
+@functools.cache
+def _mean_std(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """ImageNet mean and std as [1, 3, 1, 1] tensors, made once per device and dtype (not every step)."""
+    return (
+        torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype)[None, :, None, None],
+        torch.tensor(IMAGENET_STD, device=device, dtype=dtype)[None, :, None, None],
+    )
+
+
+def normalize(images: Tensor) -> Tensor:
     """Normalise [0, 1] images like the pixel presets do, for evaluation without augmentation."""
-    m = torch.tensor(mean, device=images.device, dtype=images.dtype)[None, :, None, None]
-    s = torch.tensor(std, device=images.device, dtype=images.dtype)[None, :, None, None]
-    return (images - m) / s
+    mean, std = _mean_std(images.device, images.dtype)
+    return (images - mean) / std
