@@ -11,16 +11,12 @@ every clock read.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toyworld_throughput import median_seconds  # noqa: E402
-
-from solo_mlvgm.generators import build_generator  # noqa: E402
-from solo_mlvgm.generators.base import MultiLatentGenerator  # noqa: E402
+from solo_mlvgm.generators import build_generator
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.timing import median_seconds
 
 
 def pair_pass(generator: MultiLatentGenerator, base: torch.Tensor, level: int, shared: bool) -> None:

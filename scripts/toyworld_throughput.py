@@ -9,32 +9,14 @@ clock read.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from omegaconf import OmegaConf
 
 from solo_mlvgm.data import ContinuousSampling
 from solo_mlvgm.generators import build_generator
+from solo_mlvgm.timing import median_seconds
 from solo_mlvgm.views import ViewSpec
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

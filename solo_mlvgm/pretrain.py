@@ -114,6 +114,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
             seed=int(cfg.seed),
             crop_size=cfg.data.get("crop_size"),
             autocast_dtype=_AUTOCAST[cfg.data.autocast],
+            channels_last=bool(cfg.data.get("channels_last", True)),
             world_size=trainer.world_size,
         )
         num_classes = generator.num_classes

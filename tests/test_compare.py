@@ -278,3 +278,35 @@ def test_the_bigbigan_comparison_plans_every_row_from_a_checkpoint_and_folders(t
     assert "z0" in configs["ml_random_class/simsiam/seed0"].views.perturb
     assert configs["real/simclr/seed0"].data.train_path == str(folder)
     assert configs["supervised/supervised/seed0"].method == "supervised"
+
+
+def test_the_stylegan2_cars_comparison_plans_every_row_and_method(tmp_path, hydra_configs):
+    from solo_mlvgm.data.export import export_image_folder
+    from solo_mlvgm.generators import build_generator
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "cars.pt"  # 512 px and 16 w's like config-f, 2 channels: cheap to build
+    build_generator("stylegan2", z_dim=16, w_dim=16, mapping_layers=2, channel_max=2).save_checkpoint(
+        str(checkpoint)
+    )
+    folder = export_image_folder(build_generator("toyworld"), tmp_path / "images", 256)
+    cfg = compose(
+        config_name="compare_stylegan2_cars",
+        overrides=[
+            f"out={tmp_path / 'cmp'}",
+            f"checkpoint={checkpoint}",
+            f"real_data={folder}",
+            f"linear.data.train_path={folder}",
+            f"linear.data.val_path={folder}",
+            f"walkers.ml={tmp_path}/no_walkers",
+        ],
+    )
+    runs, skipped, configs = prepare(cfg)
+    assert set(skipped) == {"ml_learned", "single_learned"}
+    assert "generator=stylegan2_cars" in skipped["ml_learned"]
+    rows = {key.split("/")[0] for key in configs}
+    assert rows == {"real", "synth", "single_random", "ml_random"}  # no supervised row: LSUN has no labels
+    assert {key.split("/")[1] for key in configs} == {"simclr", "simsiam", "byol"}
+    ml = configs["ml_random/byol/seed0"]
+    assert ml.generator.name == "stylegan2" and ml.generator.center_crop == 384 and ml.generator.resize == 128
+    assert list(ml.views.perturb) == ["ws0_4", "ws4_8", "ws8_12", "ws12_16"] and ml.optimizer.name == "lars"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator, truncated_normal_
 from solo_mlvgm.generators.bigbigan import BigBiGAN
+from solo_mlvgm.generators.stylegan2 import StyleGAN2
 from solo_mlvgm.generators.toyworld import ToyWorld
 
 GENERATORS: dict[str, type[MultiLatentGenerator]] = {}
@@ -25,6 +26,7 @@ def register_generator(name: str) -> Callable[[type[MultiLatentGenerator]], type
 
 register_generator("toyworld")(ToyWorld)
 register_generator("bigbigan")(BigBiGAN)
+register_generator("stylegan2")(StyleGAN2)
 
 
 def build_generator(name: str, checkpoint: str | None = None, **kwargs: object) -> MultiLatentGenerator:
@@ -47,6 +49,7 @@ __all__ = [
     "GENERATORS",
     "LatentLevel",
     "MultiLatentGenerator",
+    "StyleGAN2",
     "ToyWorld",
     "build_generator",
     "register_generator",

@@ -112,6 +112,11 @@ class MultiLatentGenerator(nn.Module):
         known = ", ".join(self.level_names + [g for g in self.groups if g not in self.level_names])
         raise ConfigError(f"unknown level or group '{name}' for {type(self).__name__}; known: {known}")
 
+    def units(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, level indices) of what is perturbed alone by default (level grids, MI quantification):
+        every level; generators with many small levels (StyleGAN2's w's) answer their groups."""
+        return [(level.name, (i,)) for i, level in enumerate(self.levels)]
+
     def coords_of(self, indices: Sequence[int]) -> Tensor:
         """Sorted union of the base coordinates feeding the given levels, on the generator's device.
 

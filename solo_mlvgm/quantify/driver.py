@@ -48,10 +48,11 @@ RESUME_FREE_KEYS = ("levels", "recommend", "resume", "accelerator", "devices", "
 
 
 def selected_levels(cfg: DictConfig, generator: MultiLatentGenerator) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, level indices) of every level or group to quantify; every level alone when ``levels`` is null."""
+    """(name, level indices) of every level or group to quantify; when ``levels`` is null, the generator's
+    units: every level alone (StyleGAN2: every group of w's)."""
     names = cfg.get("levels")
     if names is None:
-        return [(level.name, (i,)) for i, level in enumerate(generator.levels)]
+        return generator.units()
     if isinstance(names, str):
         names = [names]
     names = [str(n) for n in names]

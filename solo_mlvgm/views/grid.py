@@ -1,4 +1,5 @@
-"""The paper's Figure 4 for any generator: anchors in the first row, then one row per level perturbed alone."""
+"""The paper's Figure 4 for any generator: anchors in the first row, then one row per level (or group, for
+generators that address their levels in groups) perturbed alone."""
 
 from __future__ import annotations
 
@@ -24,21 +25,21 @@ def level_grid(
     default: RandomPerturbation = UNIT_PERTURBATION,
     seed: int = 0,
 ) -> tuple[Tensor, list[str]]:
-    """Images ``[(1 + n_levels) * n_anchors, 3, H, W]`` and the row names.
+    """Images ``[(1 + n_units) * n_anchors, 3, H, W]`` and the row names (``generator.units()``).
 
-    Each level uses the spec's perturbation where the spec names that level alone, else ``default``.
+    Each unit uses the spec's perturbation where the spec names exactly that unit, else ``default``.
     """
     rng = torch.Generator(device=generator.device).manual_seed(seed)
     base = generator.sample_base(n_anchors, generator=rng)
     magnitudes: dict[tuple[int, ...], Perturbation] = {}
     if spec is not None:
-        magnitudes = {idx: p for idx, p in spec.resolve(generator) if len(idx) == 1}
+        magnitudes = dict(spec.resolve(generator))
     rows, names = [generator(generator.to_levels(base))], ["anchor"]
-    for i, level in enumerate(generator.levels):
-        p = magnitudes.get((i,), default)
-        delta = p.delta(base[:, generator.coords_of((i,))], rng)
-        rows.append(generator(generator.perturb(base, [((i,), delta)])))
-        names.append(f"{level.name} ({p.describe()})")
+    for name, indices in generator.units():
+        p = magnitudes.get(indices, default)
+        delta = p.delta(base[:, generator.coords_of(indices)], rng)
+        rows.append(generator(generator.perturb(base, [(indices, delta)])))
+        names.append(f"{name} ({p.describe()})")
     return torch.cat(rows), names
 
 

@@ -1,0 +1,107 @@
+"""Reading pickled checkpoints without running code from them: a restricted unpickler.
+
+A pickle can name any importable callable (``os.system``) and call it while loading. ``load_restricted``
+resolves every global the file names through an allowlist and nothing else: tensors and numpy arrays are
+rebuilt by the usual functions, and the foreign classes a checkpoint format needs are replaced by inert
+stand-ins the caller passes (which only record the data they are given). Nothing is imported by name, so a
+foreign package (e.g. NVIDIA's ``dnnlib``, ``torch_utils``) never enters ``sys.modules``, and source code
+embedded in a pickle stays a string.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from solo_mlvgm.errors import ConfigError
+
+
+class UnsafeCheckpointError(ConfigError):
+    """The file names a global outside the allowlist (or is otherwise not a checkpoint we can read)."""
+
+
+def _storage_from_bytes(data: bytes) -> Any:
+    """``torch.storage._load_from_bytes`` (how a tensor's storage pickles) with ``weights_only=True``:
+    the bytes are a nested ``torch.save`` file, which could otherwise name any global too."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _rebuild_from_type(func: Callable, new_type: type, args: tuple, state: Any) -> Any:
+    """``torch._tensor._rebuild_from_type_v2`` for plain tensors and parameters only."""
+    if new_type not in (torch.Tensor, torch.nn.Parameter):
+        raise UnsafeCheckpointError(f"tensor subclass {new_type!r} is not allowed in a checkpoint")
+    return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
+
+
+def _numpy_multiarray() -> Any:
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    return multiarray
+
+
+_MULTIARRAY = _numpy_multiarray()
+
+# Globals that rebuild plain data: tensors (as pickled by torch, directly or in module state), numpy arrays
+# (TensorFlow-era pickles; numpy 1 wrote ``numpy.core``, numpy 2 writes ``numpy._core``) and containers.
+DATA_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("torch", "Size"): torch.Size,
+    ("torch", "Tensor"): torch.Tensor,
+    ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
+    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    **{
+        (f"numpy.{core}.multiarray", name): getattr(_MULTIARRAY, name)
+        for core in ("core", "_core")
+        for name in ("_reconstruct", "scalar")
+    },
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves globals through ``allowed`` only; anything else fails with the global's name."""
+
+    def __init__(self, file: io.BufferedIOBase, allowed: Mapping[tuple[str, str], Any], source: str) -> None:
+        super().__init__(file)
+        self.allowed, self.source = allowed, source
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise UnsafeCheckpointError(
+                f"'{self.source}' refers to {module}.{name}, which a checkpoint may not contain "
+                "(only tensors, arrays and known checkpoint classes are allowed; nothing in the file is run)"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafeCheckpointError(f"'{self.source}' uses persistent ids; it is not a plain pickle")
+
+
+def load_restricted(path: str | Path, stand_ins: Mapping[tuple[str, str], Any]) -> Any:
+    """Unpickle ``path`` with ``DATA_GLOBALS`` plus the format's ``stand_ins`` as the only globals."""
+    allowed = {**DATA_GLOBALS, **stand_ins}
+    with open(path, "rb") as file:
+        try:
+            return RestrictedUnpickler(file, allowed, str(path)).load()
+        except UnsafeCheckpointError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error
+            raise ConfigError(f"'{path}' is not a readable pickle: {type(err).__name__}: {err}") from None
