@@ -250,25 +250,31 @@ def test_tiny_comparison_end_to_end_then_resumes(tmp_path, hydra_configs):
     assert [c["top1"] for c in again["cells"]] == [c["top1"] for c in summary["cells"]]
 
 
-def test_the_bigbigan_comparison_plans_every_row_from_a_checkpoint_and_folders(tmp_path, hydra_configs):
+def _real_generator_comparison(config_name: str, checkpoint: Path, tmp_path: Path):
+    """A real-generator comparison config with every input given: a checkpoint, one exported image folder
+    (one batch) for the real-data row and the probe, and no walkers."""
     from solo_mlvgm.data.export import export_image_folder
+    from solo_mlvgm.generators import build_generator
+
+    folder = export_image_folder(build_generator("toyworld"), tmp_path / "images", 256)
+    overrides = [
+        f"out={tmp_path / 'cmp'}",
+        f"checkpoint={checkpoint}",
+        f"real_data={folder}",
+        f"linear.data.train_path={folder}",
+        f"linear.data.val_path={folder}",
+        f"walkers.ml={tmp_path}/no_walkers",
+    ]
+    return compose(config_name=config_name, overrides=overrides), folder
+
+
+def test_the_bigbigan_comparison_plans_every_row_from_a_checkpoint_and_folders(tmp_path, hydra_configs):
     from solo_mlvgm.generators import build_generator
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "BigBiGAN_x1.pth"
     torch.save(build_generator("bigbigan", ch=4, dim_z=24, shared_dim=8).state_dict(), checkpoint)
-    folder = export_image_folder(build_generator("toyworld"), tmp_path / "images", 256)  # one batch
-    cfg = compose(
-        config_name="compare_bigbigan",
-        overrides=[
-            f"out={tmp_path / 'cmp'}",
-            f"checkpoint={checkpoint}",
-            f"real_data={folder}",
-            f"linear.data.train_path={folder}",
-            f"linear.data.val_path={folder}",
-            f"walkers.ml={tmp_path}/no_walkers",
-        ],
-    )
+    cfg, folder = _real_generator_comparison("compare_bigbigan", checkpoint, tmp_path)
     runs, skipped, configs = prepare(cfg)  # every runnable row is composed and built (not trained)
     assert set(skipped) == {"ml_learned", "single_learned"}
     assert "generator=bigbigan" in skipped["ml_learned"]
@@ -281,7 +287,6 @@ def test_the_bigbigan_comparison_plans_every_row_from_a_checkpoint_and_folders(t
 
 
 def test_the_stylegan2_cars_comparison_plans_every_row_and_method(tmp_path, hydra_configs):
-    from solo_mlvgm.data.export import export_image_folder
     from solo_mlvgm.generators import build_generator
 
     torch.manual_seed(0)
@@ -289,18 +294,7 @@ def test_the_stylegan2_cars_comparison_plans_every_row_and_method(tmp_path, hydr
     build_generator("stylegan2", z_dim=16, w_dim=16, mapping_layers=2, channel_max=2).save_checkpoint(
         str(checkpoint)
     )
-    folder = export_image_folder(build_generator("toyworld"), tmp_path / "images", 256)
-    cfg = compose(
-        config_name="compare_stylegan2_cars",
-        overrides=[
-            f"out={tmp_path / 'cmp'}",
-            f"checkpoint={checkpoint}",
-            f"real_data={folder}",
-            f"linear.data.train_path={folder}",
-            f"linear.data.val_path={folder}",
-            f"walkers.ml={tmp_path}/no_walkers",
-        ],
-    )
+    cfg, _ = _real_generator_comparison("compare_stylegan2_cars", checkpoint, tmp_path)
     runs, skipped, configs = prepare(cfg)
     assert set(skipped) == {"ml_learned", "single_learned"}
     assert "generator=stylegan2_cars" in skipped["ml_learned"]

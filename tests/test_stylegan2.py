@@ -239,7 +239,7 @@ def test_own_format_round_trip_is_strict_and_identical(tmp_path):
     payload = torch.load(path, weights_only=True)
     del payload["state_dict"]["synthesis.b8.conv0.noise_const"]
     torch.save(payload, tmp_path / "incomplete.pt")
-    with pytest.raises(ConfigError, match="does not fit the stylegan2 architecture") as err:
+    with pytest.raises(ConfigError, match="does not fit the stylegan2 architecture.*noise_const") as err:
         StyleGAN2.from_checkpoint(str(tmp_path / "incomplete.pt"))
     assert "\n" not in str(err.value)
 
@@ -344,7 +344,8 @@ def _ada_tree(module: nn.Module, stand_ins, attributes: dict) -> object:
 
 def test_ada_pickle_loads_g_ema_to_identical_outputs_without_nvidia_code(tmp_path, nvidia_stand_ins):
     ns = nvidia_stand_ins
-    g_ema, g = make_tiny(seed=0, conv_clamp=2.0), make_tiny(seed=1, conv_clamp=2.0)
+    settings = {"conv_clamp": 2.0, "mapping_lr_mul": 0.05}  # neither is the default nor in the kwargs below
+    g_ema, g = make_tiny(seed=0, **settings), make_tiny(seed=1, **settings)
     kwargs = ns.EasyDict(
         z_dim=16,
         w_dim=16,
@@ -352,7 +353,7 @@ def test_ada_pickle_loads_g_ema_to_identical_outputs_without_nvidia_code(tmp_pat
         img_resolution=32,
         img_channels=3,
         mapping_kwargs=ns.EasyDict(num_layers=2),
-        synthesis_kwargs=ns.EasyDict(channel_base=256, channel_max=16, num_fp16_res=0, conv_clamp=2.0),
+        synthesis_kwargs=ns.EasyDict(channel_base=256, channel_max=16, num_fp16_res=0),
     )
     snapshot = {
         "G": _ada_tree(g, ns, {"_init_kwargs": kwargs}),
@@ -369,6 +370,25 @@ def test_ada_pickle_loads_g_ema_to_identical_outputs_without_nvidia_code(tmp_pat
     assert not any(name in sys.modules for name in NVIDIA_MODULES)
     assert loaded.weight_arch == g_ema.weight_arch  # conv_clamp and lr multiplier read from the module state
     assert torch.equal(render(loaded), render(g_ema)) and not torch.equal(render(loaded), render(g))
+
+    # Refused: a class-conditional generator, and filters other than [1, 3, 3, 1].
+    conditional = ns.EasyDict(kwargs, c_dim=10)
+    sharp = _ada_tree(g_ema, ns, {"_init_kwargs": kwargs})
+    sharp.state["_modules"]["synthesis"].state["_modules"]["b8"].state["_buffers"]["resample_filter"] = (
+        torch.eye(4)
+    )
+    for name, bad, message in (
+        (
+            "conditional.pkl",
+            {"G_ema": _ada_tree(g_ema, ns, {"_init_kwargs": conditional})},
+            "class-conditional",
+        ),
+        ("sharp.pkl", {"G_ema": sharp}, "resample_filter is not the"),
+    ):
+        with ns.registered():
+            (tmp_path / name).write_bytes(pickle.dumps(bad, protocol=4))
+        with pytest.raises(ConfigError, match=message):
+            StyleGAN2.from_checkpoint(str(tmp_path / name))
 
 
 def _tf_variables(model: StyleGAN2) -> tuple[list, list, list]:
@@ -473,6 +493,14 @@ def test_tf_pickle_loads_gs_to_identical_outputs_without_nvidia_code(tmp_path, n
         )
     loaded = StyleGAN2.from_checkpoint(str(tmp_path / "stylegan2-car-config-f.pkl"))
     assert not any(name in sys.modules for name in NVIDIA_MODULES)
+    # The conventions, element by element (the writer above is the reader's inverse, so pin them here):
+    # Conv0_up kernels are flipped, [kh, kw, in, out] -> [out, in, kh, kw]; noise{2 log2(res) - 5} is conv0's.
+    tf = dict(_tf_variables(gs)[2])
+    ours = loaded.state_dict()
+    assert ours["synthesis.b8.conv0.weight"][3, 1, 0, 2] == float(tf["8x8/Conv0_up/weight"][2, 0, 1, 3])
+    assert ours["synthesis.b8.conv1.weight"][3, 1, 0, 2] == float(tf["8x8/Conv1/weight"][0, 2, 1, 3])
+    assert torch.equal(ours["synthesis.b16.conv0.noise_const"], torch.from_numpy(tf["noise3"][0, 0]))
+    assert ours["synthesis.b4.conv1.affine.bias"][0] == float(tf["4x4/Conv/mod_bias"][0]) + 1
     assert loaded.weight_arch == gs.weight_arch
     assert torch.equal(render(loaded), render(gs))
 
@@ -601,3 +629,37 @@ def test_bf16_autocast_and_channels_last_render_what_fp32_renders(name):
         last = model(model.to_levels(base))
     assert low.shape == reference.shape and (low.float() - reference).abs().mean() < 0.03
     torch.testing.assert_close(last, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_mi_quantification_runs_per_group_by_default_and_recommends_group_views(tmp_path):
+    import yaml
+
+    from solo_mlvgm.quantify import driver
+
+    from .test_quantify import TINY_MI
+
+    make_tiny().save_checkpoint(str(tmp_path / "g.pt"))
+    cfg = compose_cfg(
+        "mi_quant",
+        [*TINY_MI, "generator=stylegan2", f"generator.checkpoint={tmp_path / 'g.pt'}", "generator.groups=2"],
+    )
+    records = driver.run_quantification(cfg, tmp_path / "run")
+    assert [r["level"] for r in records] == ["ws0_4", "ws4_8"]  # the groups, not the 8 w's
+    assert all(math.isfinite(r["final_loss"]) for r in records)
+    views = yaml.safe_load((tmp_path / "run" / "recommended_views.yaml").read_text())
+    assert set(views["perturb"]) <= {"ws0_4", "ws4_8"}
+
+
+def test_tf_pickle_with_variables_this_architecture_does_not_use_is_refused(tmp_path, nvidia_stand_ins):
+    ns = nvidia_stand_ins
+    own, mapping, synthesis = _tf_variables(make_tiny())
+    synthesis.append(("8x8/Skip/weight", np.ones((1, 1, 16, 16), np.float32)))  # the "resnet" architecture
+    parts = {
+        name: ns.Network({"static_kwargs": {}, "components": {}, "variables": variables})
+        for name, variables in (("mapping", mapping), ("synthesis", synthesis))
+    }
+    gs = ns.Network({"static_kwargs": {}, "components": parts, "variables": own})
+    with ns.registered():
+        (tmp_path / "g.pkl").write_bytes(pickle.dumps((gs, gs, gs), protocol=4))
+    with pytest.raises(ConfigError, match="does not use: \\['synthesis/8x8/Skip/weight'\\]"):
+        StyleGAN2.from_checkpoint(str(tmp_path / "g.pkl"))

@@ -34,13 +34,13 @@ def build_generator(name: str, checkpoint: str | None = None, **kwargs: object) 
     if name not in GENERATORS:
         raise ConfigError(f"unknown generator '{name}'; known: {', '.join(sorted(GENERATORS))}")
     cls = GENERATORS[name]
-    if checkpoint is not None:
-        return cls.from_checkpoint(str(checkpoint), **kwargs).freeze()
     accepted = inspect.signature(cls.__init__).parameters
     unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
+    if unknown:  # before any (possibly large) checkpoint is read
         options = ", ".join(p for p in accepted if p != "self")
         raise ConfigError(f"generator '{name}' has no argument {', '.join(unknown)}; arguments: {options}")
+    if checkpoint is not None:
+        return cls.from_checkpoint(str(checkpoint), **kwargs).freeze()
     return cls(**kwargs).freeze()
 
 

@@ -10,7 +10,7 @@ levels are chunks of z this is adding noise to the chunk; for mapped latents (St
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -162,6 +162,40 @@ class MultiLatentGenerator(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str, **arch: object) -> MultiLatentGenerator:
         raise ConfigError(f"{cls.__name__} does not load checkpoints")
+
+    @classmethod
+    def from_state(
+        cls,
+        path: str,
+        state: Mapping[str, Tensor],
+        from_file: Mapping[str, object],
+        given: Mapping[str, object],
+    ) -> MultiLatentGenerator:
+        """An instance with the architecture settings read ``from_file`` (``given`` ones must agree) and the
+        file's ``state`` loaded strictly; every mismatch is one line naming ``path``."""
+        name = cls.__name__.lower()
+        for key, value in from_file.items():
+            if given.get(key) is not None and given[key] != value:
+                raise ConfigError(f"{name} {key}={given[key]} does not match the checkpoint's {key}={value}")
+        try:
+            model = cls(**{**given, **from_file})
+        except TypeError as err:
+            raise ConfigError(f"{name}: {err}") from None
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:  # torch lists the missing/unexpected keys and shapes after a header line
+            details = " ".join(line.strip() for line in str(err).splitlines()[1:])
+            raise ConfigError(
+                f"'{path}' does not fit the {name} architecture {model.arch}: {one_line(details, 400)}"
+            ) from None
+        return model
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """The first non-empty line of an error text, shortened: messages to the user are one line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def truncated_normal_(

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator
+from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator, one_line
 from solo_mlvgm.generators.spectral import SNConv2d, SNLinear, SpectralNormed
 
 CHECKPOINT_NAME = "BigBiGAN_x1.pth"
@@ -247,27 +247,11 @@ class BigBiGAN(MultiLatentGenerator):
             state = torch.load(file, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file is a user error
             raise ConfigError(
-                f"'{path}' is not a readable state dict ({CHECKPOINT_NAME} format): {err}"
+                f"'{path}' is not a readable state dict ({CHECKPOINT_NAME} format): {one_line(err)}"
             ) from None
         if not isinstance(state, dict) or "linear.weight" not in state or "shared.weight" not in state:
             raise ConfigError(f"'{path}' is not a BigGAN-PyTorch generator state dict like {CHECKPOINT_NAME}")
-        inferred = infer_arch(state)
-        for key, value in inferred.items():
-            if arch.get(key) is not None and arch[key] != value:
-                raise ConfigError(f"bigbigan {key}={arch[key]} does not match the checkpoint's {key}={value}")
-        kwargs = {**arch, **inferred}
-        try:
-            model = cls(**kwargs)  # type: ignore[arg-type]
-        except TypeError as err:
-            raise ConfigError(f"bigbigan: {err}") from None
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise ConfigError(
-                f"'{path}' does not fit the bigbigan architecture {model.arch}: {first}"
-            ) from None
-        return model
+        return cls.from_state(path, state, infer_arch(state), arch)  # type: ignore[return-value]
 
 
 def infer_arch(state: dict[str, Tensor]) -> dict[str, int | None]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators.base import one_line
 
 
 class UnsafeCheckpointError(ConfigError):
@@ -101,7 +102,11 @@ def load_restricted(path: str | Path, stand_ins: Mapping[tuple[str, str], Any]) 
     with open(path, "rb") as file:
         try:
             return RestrictedUnpickler(file, allowed, str(path)).load()
-        except UnsafeCheckpointError:
+        except ConfigError:  # a global outside the allowlist, or a stand-in refusing its data
             raise
+        except RecursionError:
+            raise ConfigError(f"'{path}' nests its objects too deeply to be a checkpoint") from None
         except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error
-            raise ConfigError(f"'{path}' is not a readable pickle: {type(err).__name__}: {err}") from None
+            raise ConfigError(
+                f"'{path}' is not a readable pickle: {type(err).__name__}: {one_line(err)}"
+            ) from None

@@ -97,7 +97,20 @@ def modulated_conv2d(
     channel to unit norm when ``demodulate``: scaling the input, one shared convolution and scaling the
     output is the same linear map and lets cuDNN and channels_last do the work. With ``up`` the convolution
     is transposed with stride 2 and followed by the blur (``kernel``).
+
+    With demodulation the convolution runs on unit-range styles and a 1/sqrt(fan-in) weight and the output
+    scale puts both back, so activations stay small enough for fp16 (demodulation makes the result the same).
     """
+    out_scale = None
+    if demodulate:
+        exact = torch.promote_types(weight.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):  # the norms in fp32 (at least) under autocast
+            styles, weight = styles.to(exact), weight.to(exact)
+            norms = styles.square() @ weight.square().sum(dim=(2, 3)).t()  # [n, out]
+            peak = styles.abs().amax(dim=1, keepdim=True).clamp_min(1e-8)  # [n, 1]
+            gain = weight[0].numel() ** -0.5
+            out_scale = (norms + 1e-8).rsqrt() * peak / gain
+            styles, weight = styles / peak, weight * gain
     x = x * styles[:, :, None, None].to(x.dtype)
     if up:
         if kernel is None:
@@ -106,11 +119,8 @@ def modulated_conv2d(
         x = _depthwise_blur(x, kernel, gain=4.0, padding=1)
     else:
         x = F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)
-    if demodulate:
-        exact = torch.promote_types(weight.dtype, torch.float32)
-        with torch.autocast(x.device.type, enabled=False):  # the norms in fp32 (at least) under autocast
-            norms = styles.to(exact).square() @ weight.to(exact).square().sum(dim=(2, 3)).t()  # [n, out]
-            x = x * (norms + 1e-8).rsqrt()[:, :, None, None].to(x.dtype)
+    if out_scale is not None:
+        x = x * out_scale[:, :, None, None].to(x.dtype)
     return x
 
 
@@ -225,8 +235,9 @@ class SynthesisBlock(nn.Module):
         else:
             x = self.conv0(x, ws[:, 0], noise_mode)
             x = self.conv1(x, ws[:, 1], noise_mode)
-        rgb = self.torgb(x, ws[:, -1])
-        img = rgb if img is None else upsample2x(img, self.kernel).to(rgb.dtype) + rgb
+        rgb = self.torgb(x, ws[:, -1]).float()
+        with torch.autocast(rgb.device.type, enabled=False):  # the 3-channel image sums in fp32
+            img = rgb if img is None else upsample2x(img, self.kernel) + rgb
         return x, img
 
 
@@ -304,7 +315,8 @@ class StyleGAN2(MultiLatentGenerator):
         }
         arch = {k: CONFIG_F[k] if v is None else v for k, v in given.items()}
         _check_arch(arch)
-        self.noise_mode = _check_choice("noise_mode", noise_mode, NOISE_MODES)
+        _check_options({"noise_mode": noise_mode, "truncation_psi": truncation_psi})
+        self.noise_mode = noise_mode
         self.truncation_psi = float(truncation_psi)
         self.mapping = MappingNetwork(
             arch["z_dim"], arch["w_dim"], arch["mapping_layers"], arch["mapping_lr_mul"]
@@ -352,7 +364,8 @@ class StyleGAN2(MultiLatentGenerator):
 
     def to_levels(self, base: Tensor) -> list[Tensor]:
         """The mapped w's, one per level, truncated towards ``w_avg`` by psi on the first cutoff levels."""
-        w = self.mapping(base)
+        with torch.autocast(base.device.type, enabled=False):  # 8 small layers: keep the w's in fp32
+            w = self.mapping(base.float())
         levels = [w] * self.num_ws
         if self.truncation_psi != 1.0:
             cutoff = self.num_ws if self.truncation_cutoff is None else self.truncation_cutoff
@@ -387,30 +400,24 @@ class StyleGAN2(MultiLatentGenerator):
         """Any of the three formats; architecture settings come from the file (explicit ones must agree)."""
         from solo_mlvgm.generators.stylegan2_checkpoints import read_checkpoint
 
+        _check_options(options)  # before reading a file that may be hundreds of MB
         arch, state = read_checkpoint(path)
-        for key in ARCH_KEYS:
-            if options.get(key) is not None and options[key] != arch[key]:
-                raise ConfigError(
-                    f"stylegan2 {key}={options[key]} does not match the checkpoint's {key}={arch[key]}"
-                )
-        try:
-            model = cls(**{**options, **arch})  # type: ignore[arg-type]
-        except TypeError as err:
-            raise ConfigError(f"stylegan2: {err}") from None
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise ConfigError(
-                f"'{path}' does not fit the stylegan2 architecture {model.weight_arch}: {first}"
-            ) from None
-        return model
+        return cls.from_state(path, state, arch, options)  # type: ignore[return-value]
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ConfigError(f"stylegan2 {name} must be one of {list(choices)}, got '{value}'")
-    return value
+def _check_options(options: dict) -> None:
+    """The wrapper's options that do not depend on the architecture."""
+    if options.get("noise_mode", "const") not in NOISE_MODES:
+        raise ConfigError(
+            f"stylegan2 noise_mode must be one of {list(NOISE_MODES)}, got '{options['noise_mode']}'"
+        )
+    psi = options.get("truncation_psi", 1.0)
+    if not isinstance(psi, int | float) or not math.isfinite(psi):
+        raise ConfigError(f"stylegan2 truncation_psi must be a finite number, got {psi!r}")
+    for key in ("center_crop", "resize", "truncation_cutoff"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"stylegan2 {key} must be a positive integer or null, got {value!r}")
 
 
 def _check_arch(arch: dict) -> None:
@@ -422,9 +429,10 @@ def _check_arch(arch: dict) -> None:
             raise ConfigError(f"stylegan2 {key} must be a positive integer, got {arch[key]!r}")
     if channels_at(res, arch["channel_base"], arch["channel_max"]) < 1:
         raise ConfigError(f"stylegan2 channel_base {arch['channel_base']} leaves no channels at {res} px")
-    if not float(arch["mapping_lr_mul"]) > 0:
+    if not isinstance(arch["mapping_lr_mul"], int | float) or not arch["mapping_lr_mul"] > 0:
         raise ConfigError(f"stylegan2 mapping_lr_mul must be > 0, got {arch['mapping_lr_mul']}")
-    if arch["conv_clamp"] is not None and not float(arch["conv_clamp"]) > 0:
+    clamp = arch["conv_clamp"]
+    if clamp is not None and (not isinstance(clamp, int | float) or not clamp > 0):
         raise ConfigError(f"stylegan2 conv_clamp must be > 0 or null, got {arch['conv_clamp']}")
 
 

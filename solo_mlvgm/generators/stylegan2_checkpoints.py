@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators.base import one_line
 from solo_mlvgm.generators.checkpoints import load_restricted
 from solo_mlvgm.generators.stylegan2 import ARCH_KEYS, CONFIG_F, blur_filter, channels_at
 from solo_mlvgm.runs import save_torch
@@ -107,14 +108,21 @@ def read_checkpoint(path: str) -> tuple[dict, dict[str, Tensor]]:
     if zipfile.is_zipfile(file):
         return _read_native(file)
     loaded = load_restricted(file, STAND_INS)
-    if isinstance(loaded, dict) and "G_ema" in loaded:
-        return _from_ada(loaded["G_ema"], path)
-    if isinstance(loaded, PersistentObject):
-        return _from_ada(loaded, path)
-    if isinstance(loaded, tuple) and len(loaded) == 3 and all(isinstance(n, TFNetwork) for n in loaded):
-        return _from_tf(loaded[2], path)  # (G, D, Gs): Gs is the moving average
-    if isinstance(loaded, TFNetwork):
-        return _from_tf(loaded, path)
+    try:
+        if isinstance(loaded, dict) and "G_ema" in loaded:
+            return _from_ada(loaded["G_ema"], path)
+        if isinstance(loaded, PersistentObject):
+            return _from_ada(loaded, path)
+        if isinstance(loaded, tuple) and len(loaded) == 3 and all(isinstance(n, TFNetwork) for n in loaded):
+            return _from_tf(loaded[2], path)  # (G, D, Gs): Gs is the moving average
+        if isinstance(loaded, TFNetwork):
+            return _from_tf(loaded, path)
+    except ConfigError:
+        raise
+    except (RecursionError, IndexError, ValueError, TypeError, AttributeError, KeyError) as err:
+        raise ConfigError(
+            f"'{path}' holds a malformed StyleGAN2 network: {type(err).__name__}: {one_line(err)}"
+        ) from None
     raise ConfigError(
         f"'{path}' is a pickle but not a StyleGAN2 generator (a TF (G, D, Gs) tuple or a dict with G_ema)"
     )
@@ -129,7 +137,7 @@ def _read_native(file: Path) -> tuple[dict, dict[str, Tensor]]:
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user error
-        raise ConfigError(f"'{file}' is not a readable checkpoint: {err}") from None
+        raise ConfigError(f"'{file}' is not a readable checkpoint: {one_line(err)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"'{file}' is a torch file but not a StyleGAN2 checkpoint of format '{FORMAT}'")
     arch, state = payload.get("arch"), payload.get("state_dict")
