@@ -70,17 +70,14 @@ def blur_filter(device: torch.device | None = None) -> Tensor:
     return kernel / kernel.sum()
 
 
-def _depthwise_blur(x: Tensor, kernel: Tensor, gain: float, padding: int) -> Tensor:
-    channels = x.shape[1]
-    weight = (kernel * gain).to(x.dtype).expand(channels, 1, *kernel.shape)
-    return F.conv2d(x, weight, padding=padding, groups=channels)
+def _per_channel(kernel: Tensor, x: Tensor) -> Tensor:
+    """The blur as a depthwise weight for ``x``, with gain 4 (up-sampling by 2 leaves 3 of 4 pixels zero)."""
+    return (kernel * 4).to(x.dtype).expand(x.shape[1], 1, *kernel.shape)
 
 
 def upsample2x(x: Tensor, kernel: Tensor) -> Tensor:
-    """Zero-insertion up-sampling by 2 followed by the blur (gain 4), as one depthwise transposed conv."""
-    channels = x.shape[1]
-    weight = (kernel * 4).to(x.dtype).expand(channels, 1, *kernel.shape)
-    return F.conv_transpose2d(x, weight, stride=2, padding=1, groups=channels)
+    """Zero-insertion up-sampling by 2 followed by the blur, as one depthwise transposed conv."""
+    return F.conv_transpose2d(x, _per_channel(kernel, x), stride=2, padding=1, groups=x.shape[1])
 
 
 def modulated_conv2d(
@@ -116,7 +113,7 @@ def modulated_conv2d(
         if kernel is None:
             raise ValueError("up-sampling needs the blur kernel")
         x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
-        x = _depthwise_blur(x, kernel, gain=4.0, padding=1)
+        x = F.conv2d(x, _per_channel(kernel, x), padding=1, groups=x.shape[1])
     else:
         x = F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)
     if out_scale is not None:
@@ -177,7 +174,7 @@ class StyledConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
-        self.register_buffer("kernel", blur_filter(), persistent=False)
+        self.register_buffer("kernel", blur_filter() if up else None, persistent=False)
         self.up, self.conv_clamp = up, conv_clamp
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str) -> Tensor:
@@ -224,13 +221,12 @@ class SynthesisBlock(nn.Module):
         self.conv1 = StyledConv(c_out, c_out, w_dim, resolution, up=False, conv_clamp=conv_clamp)
         self.torgb = ToRGB(c_out, w_dim, conv_clamp)
         self.register_buffer("kernel", blur_filter(), persistent=False)
-        self.num_ws = 2 if self.first else 3  # w's read (the last one is shared with the next block)
 
     def forward(
         self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str
     ) -> tuple[Tensor, Tensor]:
         if self.first:
-            x = self.const.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)
+            x = self.const.expand(ws.shape[0], -1, -1, -1)
             x = self.conv1(x, ws[:, 0], noise_mode)
         else:
             x = self.conv0(x, ws[:, 0], noise_mode)
@@ -315,7 +311,14 @@ class StyleGAN2(MultiLatentGenerator):
         }
         arch = {k: CONFIG_F[k] if v is None else v for k, v in given.items()}
         _check_arch(arch)
-        _check_options({"noise_mode": noise_mode, "truncation_psi": truncation_psi})
+        options = {
+            "noise_mode": noise_mode,
+            "truncation_psi": truncation_psi,
+            "truncation_cutoff": truncation_cutoff,
+            "center_crop": center_crop,
+            "resize": resize,
+        }
+        _check_options(options)
         self.noise_mode = noise_mode
         self.truncation_psi = float(truncation_psi)
         self.mapping = MappingNetwork(
@@ -329,12 +332,15 @@ class StyleGAN2(MultiLatentGenerator):
             arch["conv_clamp"],
         )
         self.num_ws = self.synthesis.num_ws
-        if truncation_cutoff is not None and not 0 < truncation_cutoff <= self.num_ws:
+        if truncation_cutoff is not None and truncation_cutoff > self.num_ws:
             raise ConfigError(
-                f"truncation_cutoff must be in 1..{self.num_ws} (or null), got {truncation_cutoff}"
+                f"stylegan2 truncation_cutoff must be at most num_ws={self.num_ws}, got {truncation_cutoff}"
             )
-        self.truncation_cutoff = truncation_cutoff
-        self.center_crop, self.resize = _check_crop(center_crop, resize, arch["img_resolution"])
+        if center_crop is not None and center_crop > arch["img_resolution"]:
+            raise ConfigError(
+                f"stylegan2 center_crop must be at most {arch['img_resolution']}, got {center_crop}"
+            )
+        self.truncation_cutoff, self.center_crop, self.resize = truncation_cutoff, center_crop, resize
         self.levels = tuple(LatentLevel(f"w{i}", (arch["w_dim"],)) for i in range(self.num_ws))
         self.groups = {**_level_groups(groups, self.num_ws), "all": tuple(range(self.num_ws))}
         self.base_dim = arch["z_dim"]
@@ -343,11 +349,8 @@ class StyleGAN2(MultiLatentGenerator):
             "name": "stylegan2",
             **arch,
             "groups": list(groups) if not isinstance(groups, int) else groups,
-            "center_crop": center_crop,
-            "resize": resize,
+            **options,
             "truncation_psi": self.truncation_psi,
-            "truncation_cutoff": truncation_cutoff,
-            "noise_mode": noise_mode,
         }
 
     @property
@@ -400,13 +403,13 @@ class StyleGAN2(MultiLatentGenerator):
         """Any of the three formats; architecture settings come from the file (explicit ones must agree)."""
         from solo_mlvgm.generators.stylegan2_checkpoints import read_checkpoint
 
-        _check_options(options)  # before reading a file that may be hundreds of MB
+        _check_options(options)  # now, before reading a file that may be hundreds of MB (again when built)
         arch, state = read_checkpoint(path)
         return cls.from_state(path, state, arch, options)  # type: ignore[return-value]
 
 
 def _check_options(options: dict) -> None:
-    """The wrapper's options that do not depend on the architecture."""
+    """The wrapper's options, as far as they do not depend on the architecture."""
     if options.get("noise_mode", "const") not in NOISE_MODES:
         raise ConfigError(
             f"stylegan2 noise_mode must be one of {list(NOISE_MODES)}, got '{options['noise_mode']}'"
@@ -451,15 +454,3 @@ def _level_groups(groups: int | Sequence[int], num_ws: int) -> dict[str, tuple[i
         named[f"ws{start}_{start + size}"] = tuple(range(start, start + size))
         start += size
     return named
-
-
-def _check_crop(
-    center_crop: int | None, resize: int | None, img_resolution: int
-) -> tuple[int | None, int | None]:
-    if center_crop is not None and not 1 <= center_crop <= img_resolution:
-        raise ConfigError(
-            f"stylegan2 center_crop must be in 1..{img_resolution} (or null), got {center_crop}"
-        )
-    if resize is not None and resize < 1:
-        raise ConfigError(f"stylegan2 resize must be >= 1 (or null), got {resize}")
-    return center_crop, resize

@@ -129,7 +129,7 @@ def read_checkpoint(path: str) -> tuple[dict, dict[str, Tensor]]:
 
 
 def save_native(path: str, model: StyleGAN2) -> None:
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_torch(path, {"format": FORMAT, "arch": model.weight_arch, "state_dict": state})
 
 
@@ -228,14 +228,13 @@ def _from_tf(network: TFNetwork, path: str) -> tuple[dict, dict[str, Tensor]]:
     for res in sizes:
         log2 = int(math.log2(res))
         block, scope = f"synthesis.b{res}", f"synthesis/{res}x{res}"
-        convs = [("conv1", "Conv", 0)] if res == 4 else [("conv0", "Conv0_up", -5), ("conv1", "Conv1", -4)]
+        convs = [("conv1", "Conv", -4)] if res == 4 else [("conv0", "Conv0_up", -5), ("conv1", "Conv1", -4)]
         if res == 4:
             state[f"{block}.const"] = take(f"{scope}/Const/const")[0]
         for ours, theirs, noise_offset in convs:
             modulated(f"{block}.{ours}", f"{scope}/{theirs}", flip=theirs == "Conv0_up")
             state[f"{block}.{ours}.noise_strength"] = take(f"{scope}/{theirs}/noise_strength")
-            noise_index = 0 if res == 4 else 2 * log2 + noise_offset
-            state[f"{block}.{ours}.noise_const"] = take(f"synthesis/noise{noise_index}")[0, 0]
+            state[f"{block}.{ours}.noise_const"] = take(f"synthesis/noise{2 * log2 + noise_offset}")[0, 0]
         modulated(f"{block}.torgb", f"{scope}/ToRGB")
     unused = sorted(set(tf) - used)
     if unused:

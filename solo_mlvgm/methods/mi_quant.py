@@ -168,9 +168,8 @@ class MIQuant(pl.LightningModule):
         rng = torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, self.global_rank, step))
         base = self.generator.sample_base(self.batch_size, generator=rng)
         moves = self.walker_moves(step)
-        with torch.set_grad_enabled(
-            moves
-        ):  # during the warm-up nothing needs gradients through the generator
+        # During the warm-up nothing needs gradients through the generator.
+        with torch.set_grad_enabled(moves):
             anchor, positive, delta = self.views(base)
         loss = self.info_nce(anchor, positive)
 
