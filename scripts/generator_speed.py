@@ -17,13 +17,12 @@ import argparse
 import contextlib
 import functools
 import json
-import platform
 
 import torch
 
 from solo_mlvgm.generators import build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.timing import time_calls
+from solo_mlvgm.timing import device_name, time_calls
 
 GENERATORS = {
     "bigbigan": ("bigbigan", {}),
@@ -40,14 +39,6 @@ def render_once(
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with torch.no_grad(), autocast:
         generator(generator.to_levels(generator.sample_base(n, generator=rng)))
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "cpu"
 
 
 def main() -> None:
@@ -68,7 +59,7 @@ def main() -> None:
     bad = [f for f in args.formats if f not in ("contiguous", "channels_last")]
     if bad or min(batch_sizes) < 1 or repeats < 1:
         parser.error("formats are contiguous|channels_last; batch sizes and repeats must be >= 1")
-    name = torch.cuda.get_device_name(device) if gpu else cpu_name()
+    name = device_name(device)
     print(f"device {device} ({name}) | torch {torch.__version__} | threads {torch.get_num_threads()}")
     print(
         f"{'generator':<16}{'out px':>7}{'precision':>10}{'format':>15}{'batch':>7}{'img/s':>10}"

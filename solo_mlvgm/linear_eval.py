@@ -27,8 +27,9 @@ def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor,
         raise ConfigError(f"data.source=image_folder needs data.{role}_path")
     folder = IndexedImageFolder(path, resolution)
     images = torch.stack([folder[i][1] for i in range(len(folder))]).float().div(255)
-    labels = torch.tensor(folder.folder.targets)
-    return images, labels, len(folder.folder.classes)
+    if folder.num_classes == 0:
+        raise ConfigError(f"image folder '{path}' has no class folders; linear evaluation needs labels")
+    return images, torch.tensor(folder.targets), folder.num_classes
 
 
 def labelled_splits(cfg: DictConfig, run_cfg: DictConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:

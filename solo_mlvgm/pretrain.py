@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from solo_mlvgm.data.continuous import ContinuousSampling
+from solo_mlvgm.data.dali import DaliImageFolderData
 from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
@@ -34,7 +35,7 @@ from solo_mlvgm.views.grid import save_level_grid
 from solo_mlvgm.views.spec import ViewSpec
 
 BACKENDS = ("lightly",)
-DATA_SOURCES = ("continuous", "image_folder")
+DATA_SOURCES = ("continuous", "image_folder", "dali")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
@@ -120,15 +121,28 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         num_classes = generator.num_classes
     else:
         if not cfg.data.get("train_path"):
-            raise ConfigError("data=image_folder needs data.train_path=<folder of class subfolders>")
-        data = ImageFolderData(
-            cfg.data.train_path,
-            resolution=int(cfg.data.resolution),
-            batch_size=batch_size,
-            pixel=spec.pixel,
-            crop_min_scale=spec.crop_min_scale,
-            num_workers=int(cfg.data.num_workers),
-        )
+            raise ConfigError(f"data={source} needs data.train_path=<folder of class subfolders>")
+        if source == "dali":
+            data = DaliImageFolderData(
+                cfg.data.train_path,
+                batch_size=batch_size,
+                size=int(cfg.data.resolution),
+                pixel=spec.pixel,
+                crop_min_scale=spec.crop_min_scale,
+                device=str(cfg.data.get("device", "auto")),
+                num_threads=int(cfg.data.num_threads),
+                seed=int(cfg.seed),
+            )
+        else:
+            data = ImageFolderData(
+                cfg.data.train_path,
+                resolution=int(cfg.data.resolution),
+                batch_size=batch_size,
+                pixel=spec.pixel,
+                crop_min_scale=spec.crop_min_scale,
+                num_workers=int(cfg.data.num_workers),
+                augment_on=str(cfg.data.get("augment_on", "device")),
+            )
         num_classes = data.num_classes
     given = cfg.data.get("num_classes", "auto")
     if given != "auto" and int(given) not in (0, int(num_classes)):

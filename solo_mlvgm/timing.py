@@ -3,6 +3,7 @@ clock read (CUDA runs asynchronously), the median and spread over repeats."""
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -46,3 +47,14 @@ def time_calls(fn: Callable[[], object], repeats: int, device: torch.device, war
 
 def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     return time_calls(fn, repeats, device).median
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model (for the figures' headers)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "cpu"

@@ -1,7 +1,9 @@
 """Render labelled generator images: in memory (evaluation splits) or to an ImageFolder on disk.
 
-``python -m solo_mlvgm.data.export --out data/toy2k --n 2000`` writes class folders of PNGs and, last, a
-``manifest.json``; an export whose manifest matches the request is complete and is reused as it is.
+``python -m solo_mlvgm.data.export --out data/toy2k --n 2000`` writes class folders of PNGs (or JPEGs) and,
+last, a ``manifest.json`` that also records the file count and total size. An export whose manifest matches
+the request and whose files are all there at their recorded size is reused as it is; any other (interrupted,
+truncated, different) is rendered again.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
-from torchvision.utils import save_image
 
 from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
 from solo_mlvgm.errors import ConfigError
@@ -22,34 +26,69 @@ from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.runs import write_json
 
 SPLITS = {"train": 0, "test": 1, "export": 2}
+FORMATS = ("png", "jpg")
+JPEG_QUALITY = 95
+MANIFEST = "manifest.json"
 
 
 @torch.no_grad()
-def render_labelled(
+def iter_labelled(
     generator: MultiLatentGenerator, n: int, seed: int, split: str, batch_size: int = 512
-) -> tuple[Tensor, Tensor]:
-    """``n`` unperturbed images in [0, 1] and their labels, fixed by (seed, split) and drawn from streams
-    that Continuous Sampling never uses."""
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """``n`` unperturbed images in [0, 1] and their labels (-1 without labels) on the CPU, in chunks of
+    ``batch_size``, fixed by (seed, split) and drawn from streams that Continuous Sampling never uses."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; known: {', '.join(SPLITS)}")
-    images, labels = [], []
     for chunk, start in enumerate(range(0, n, batch_size)):
         rng = torch.Generator(device=generator.device).manual_seed(
             stream_seed(seed, EVAL_STREAM + SPLITS[split], chunk)
         )
         levels = generator.to_levels(generator.sample_base(min(batch_size, n - start), generator=rng))
-        images.append(generator(levels).float().cpu())
+        images = generator(levels).float().cpu()
         y = generator.labels(levels)
-        labels.append(y.cpu() if y is not None else torch.full((images[-1].shape[0],), -1, dtype=torch.long))
+        yield images, (y.cpu() if y is not None else torch.full((images.shape[0],), -1, dtype=torch.long))
+
+
+def render_labelled(
+    generator: MultiLatentGenerator, n: int, seed: int, split: str, batch_size: int = 512
+) -> tuple[Tensor, Tensor]:
+    """All of ``iter_labelled`` in memory: (images [n, 3, H, W], labels [n])."""
+    images, labels = zip(*iter_labelled(generator, n, seed, split, batch_size), strict=True)
     return torch.cat(images), torch.cat(labels)
+
+
+def export_files(out: Path) -> list[Path]:
+    """The image files of an export (class folders, or ``unlabelled``), sorted."""
+    return sorted(p for p in out.glob("*/*") if p.is_file() and not p.name.startswith("."))
+
+
+def export_is_complete(out: str | Path, manifest: dict) -> bool:
+    """True when ``out`` holds exactly the export ``manifest`` describes: the same request, and every file
+    present at the size recorded when it was written (a truncated or missing file makes it incomplete)."""
+    out = Path(out)
+    try:
+        written = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(written, dict) or {k: written.get(k) for k in manifest} != manifest:
+        return False
+    files = export_files(out)
+    return len(files) == written.get("files") and sum(p.stat().st_size for p in files) == written.get("bytes")
+
+
+def _save(image: Tensor, path: Path) -> None:
+    array = image.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    options = {"quality": JPEG_QUALITY} if path.suffix == ".jpg" else {}
+    Image.fromarray(np.ascontiguousarray(array)).save(path, **options)
 
 
 def export_image_folder(
     generator: MultiLatentGenerator, out: str | Path, n: int, seed: int = 0, fmt: str = "png"
 ) -> Path:
-    """Write ``n`` labelled images as ``out/class_XX/NNNNNN.fmt``; reuse a complete identical export."""
-    if fmt not in ("png", "jpg"):
-        raise ConfigError(f"export format must be png or jpg, got '{fmt}'")
+    """Write ``n`` labelled images as ``out/class_XX/NNNNNN.fmt`` (``out/unlabelled/`` for a generator
+    without labels; JPEGs at quality 95); reuse a complete identical export."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     if n <= 0:
         raise ConfigError(f"export needs n > 0, got {n}")
     out = Path(out)
@@ -60,12 +99,12 @@ def export_image_folder(
         "generator": type(generator).__name__,
         "arch": generator.arch,
     }
-    manifest_path = out / "manifest.json"
-    if manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
+    manifest_path = out / MANIFEST
+    if export_is_complete(out, manifest):
         return out
     if out.exists():
         # Names an export writes ("." prefixes the temporary files of an interrupted write).
-        ours = ("class_", "unlabelled", "manifest.json", ".")
+        ours = ("class_", "unlabelled", MANIFEST, ".")
         foreign = [p.name for p in out.iterdir() if not p.name.startswith(ours)]
         if foreign:
             raise ConfigError(
@@ -78,12 +117,18 @@ def export_image_folder(
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-    images, labels = render_labelled(generator, n, seed, "export")
-    for i, (image, label) in enumerate(zip(images, labels.tolist(), strict=True)):
-        folder = out / (f"class_{label:02d}" if label >= 0 else "unlabelled")
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(image, folder / f"{i:06d}.{fmt}")
-    write_json(manifest_path, manifest)  # last: its presence marks a complete export
+    i = 0
+    for images, labels in iter_labelled(generator, n, seed, "export", batch_size=64):
+        for image, label in zip(images, labels.tolist(), strict=True):
+            folder = out / (f"class_{label:02d}" if label >= 0 else "unlabelled")
+            folder.mkdir(parents=True, exist_ok=True)
+            _save(image, folder / f"{i:06d}.{fmt}")
+            i += 1
+    files = export_files(out)
+    # Last: its presence, with the count and size of what was written, marks a complete export.
+    write_json(
+        manifest_path, {**manifest, "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    )
     return out
 
 

@@ -7,6 +7,7 @@ import functools
 import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
+from torchvision.transforms import v2
 
 from solo_mlvgm.errors import ConfigError
 
@@ -39,10 +40,40 @@ def build_pixel_augment(
         ops.append(K.Resize((size, size)))
     else:
         ops += [K.RandomResizedCrop((size, size), scale=(crop_min_scale, 1.0)), K.RandomHorizontalFlip()]
+    return K.AugmentationSequential(*ops, *_color_and_normalize(preset))
+
+
+def build_color_augment(preset: str) -> nn.Module:
+    """Only the colour part of a preset and the normalisation, for loaders that crop and flip themselves
+    (FFCV decodes straight into the crop)."""
+    check_pixel_options(preset, 1.0)
+    return K.AugmentationSequential(*_color_and_normalize(preset))
+
+
+def _color_and_normalize(preset: str) -> list[nn.Module]:
+    ops: list[nn.Module] = []
     if preset == "simclr":
         ops += [K.ColorJiggle(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)]
     ops.append(K.Normalize(mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD)))
-    return K.AugmentationSequential(*ops)
+    return ops
+
+
+def build_pixel_transform(
+    preset: str, size: int, crop_min_scale: float = 0.2, resize_to: int | None = None
+) -> nn.Module:
+    """The same preset for one decoded PIL image on a loader worker (torchvision): -> normalised float
+    ``[3, size, size]``. The crop is taken from the whole image, as solo-learn's real-data pipeline does;
+    ``none`` resizes and centre-crops to ``resize_to`` (default ``size``), then resizes to ``size``."""
+    check_pixel_options(preset, crop_min_scale)
+    ops: list[nn.Module] = [v2.PILToTensor()]
+    if preset == "none":
+        ops += [v2.Resize(resize_to or size), v2.CenterCrop(resize_to or size), v2.Resize((size, size))]
+    else:
+        ops += [v2.RandomResizedCrop((size, size), scale=(crop_min_scale, 1.0)), v2.RandomHorizontalFlip()]
+    if preset == "simclr":
+        ops += [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(p=0.2)]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)]
+    return v2.Compose(ops)
 
 
 @functools.cache

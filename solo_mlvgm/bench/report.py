@@ -1,0 +1,210 @@
+"""Benchmark results: CSV and JSON rewritten after every point, then the Figure-5-style plot (time per epoch
+and CO2 per epoch against batch size, one line per source) and rich tables in the terminal."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from solo_mlvgm.runs import replace_atomically, write_csv, write_json
+
+if TYPE_CHECKING:
+    from solo_mlvgm.bench.driver import BenchOptions
+
+COLUMNS = [
+    "batch_size",
+    "source",
+    "img_s",
+    "img_s_low",
+    "img_s_high",
+    "data_only_img_s",
+    "sec_per_epoch",
+    "ratio_to_limit",
+    "host_peak_gib",
+    "device_peak_gib",
+    "energy_kwh_per_epoch",
+    "co2_kg_per_epoch",
+]
+ROOFLINE_COLUMNS = [
+    "batch_size",
+    "generator_img_s",
+    "step_img_s",
+    "roofline_img_s",
+    "continuous_img_s",
+    "cs_efficiency",
+]
+LABELS = {
+    "limit": "limit (batch reused)",
+    "continuous": "Continuous Sampling",
+    "torch": "torch DataLoader",
+    "dali": "DALI",
+    "ffcv": "FFCV",
+}
+
+
+def roofline(generator_rate: float, step_rate: float) -> float:
+    """The best rate of rendering and training one after the other on one device: 1/(1/r_gen + 1/r_step)."""
+    return 1.0 / (1.0 / generator_rate + 1.0 / step_rate)
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class BenchReport:
+    def __init__(
+        self, run_dir: Path, opts: BenchOptions, setup: dict[str, Any], skipped: dict[str, str]
+    ) -> None:
+        self.run_dir, self.opts, self.setup, self.skipped = run_dir, opts, setup, skipped
+        self.points: list[dict[str, Any]] = []
+        self.rooflines: list[dict[str, Any]] = []
+        self.console = Console(width=None if sys.stdout.isatty() else 160)
+
+    def header(self) -> str:
+        s = self.setup
+        lines = [
+            f"device {s['device']} | torch {s['torch']} | threads {s['threads']}",
+            f"generator {s['generator']} ({s['generator_resolution']} px, {s['generator_weights']:,} weights) | "
+            f"{s['method']} on {s['backbone']} at {s['view_size']} px, pixel preset {s['pixel']}, precision {s['precision']}",
+            f"per point: {s['warmup']} warm-up steps, then {s['windows']} windows of {s['steps']} steps; "
+            f"epoch = {s['dataset_size']:,} images; CO2 for grid {s['country']}",
+        ]
+        lines += [f"skipped {name}: {reason}" for name, reason in self.skipped.items()]
+        return "\n".join(lines)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.points.append(row)
+        print(
+            f"batch {row['batch_size']:>4} {LABELS[row['source']]:<22} {row['img_s']:9.1f} img/s "
+            f"({row['img_s_low']:.1f}-{row['img_s_high']:.1f}), alone {row['data_only_img_s']:9.1f} img/s, "
+            f"{row['ratio_to_limit']:.2f} x limit",
+            flush=True,
+        )
+
+    def add_roofline(self, batch_size: int, generator_rate: float) -> None:
+        at = {p["source"]: p for p in self.points if p["batch_size"] == batch_size}
+        step_rate, cs_rate = at["limit"]["img_s"], at["continuous"]["img_s"]
+        best = roofline(generator_rate, step_rate)
+        self.rooflines.append(
+            {
+                "batch_size": batch_size,
+                "generator_img_s": generator_rate,
+                "step_img_s": step_rate,
+                "roofline_img_s": best,
+                "continuous_img_s": cs_rate,
+                "cs_efficiency": cs_rate / best,
+            }
+        )
+
+    def results(self) -> dict[str, Any]:
+        return {
+            "setup": self.setup,
+            "skipped": self.skipped,
+            "points": self.points,
+            "roofline": self.rooflines,
+        }
+
+    def write(self) -> None:
+        write_json(self.run_dir / "bench.json", self.results())
+        write_csv(self.run_dir / "bench.csv", self.points, COLUMNS)
+        if self.rooflines:
+            write_csv(self.run_dir / "roofline.csv", self.rooflines, ROOFLINE_COLUMNS)
+
+    def finish(self) -> None:
+        self.write()
+        self.plot(self.run_dir / "bench.png")
+        self.console.print(self.table())
+        if self.rooflines:
+            self.console.print(self.roofline_table())
+        self.console.print(f"results: {self.run_dir}/bench.csv, bench.json, bench.png", highlight=False)
+
+    def table(self) -> Table:
+        table = Table(title="training step fed by each source (images/s = training samples, 2 views each)")
+        for name in (
+            "batch",
+            "source",
+            "img/s",
+            "low-high",
+            "alone img/s",
+            "s/epoch",
+            "x limit",
+            "host GiB",
+            "device GiB",
+            "kWh/epoch",
+            "g CO2/epoch",
+        ):
+            table.add_column(name, justify="left" if name == "source" else "right")
+        for p in self.points:
+            table.add_row(
+                str(p["batch_size"]),
+                LABELS[p["source"]],
+                _fmt(p["img_s"]),
+                f"{p['img_s_low']:.1f}-{p['img_s_high']:.1f}",
+                _fmt(p["data_only_img_s"]),
+                _fmt(p["sec_per_epoch"], ".0f"),
+                _fmt(p["ratio_to_limit"], ".2f"),
+                _fmt(p["host_peak_gib"], ".2f"),
+                _fmt(p["device_peak_gib"], ".2f"),
+                _fmt(p["energy_kwh_per_epoch"], ".4f"),
+                _fmt(None if p["co2_kg_per_epoch"] is None else 1000 * p["co2_kg_per_epoch"], ".1f"),
+            )
+        return table
+
+    def roofline_table(self) -> Table:
+        table = Table(title="Continuous Sampling against its roofline r* = 1/(1/r_generator + 1/r_step)")
+        for name in ("batch", "generator img/s", "step img/s (limit)", "r* img/s", "CS img/s", "CS / r*"):
+            table.add_column(name, justify="right")
+        for r in self.rooflines:
+            table.add_row(
+                str(r["batch_size"]),
+                _fmt(r["generator_img_s"]),
+                _fmt(r["step_img_s"]),
+                _fmt(r["roofline_img_s"]),
+                _fmt(r["continuous_img_s"]),
+                f"{100 * r['cs_efficiency']:.0f}%",
+            )
+        return table
+
+    def plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (time_ax, co2_ax) = plt.subplots(1, 2, figsize=(10, 4))
+        sources = list(dict.fromkeys(p["source"] for p in self.points))
+        for source in sources:
+            rows = [p for p in self.points if p["source"] == source]
+            sizes = [p["batch_size"] for p in rows]
+            style = {"marker": "o", "label": LABELS[source], "linestyle": "--" if source == "limit" else "-"}
+            time_ax.plot(sizes, [p["sec_per_epoch"] / 60 for p in rows], **style)
+            co2 = [p["co2_kg_per_epoch"] for p in rows]
+            if all(c is not None for c in co2):
+                co2_ax.plot(sizes, [1000 * c for c in co2], **style)
+        for ax, label in ((time_ax, "minutes per epoch"), (co2_ax, "g CO2 per epoch")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("batch size (per device)")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        time_ax.legend()
+        if not co2_ax.lines:
+            co2_ax.text(
+                0.5,
+                0.5,
+                "no energy figures (codecarbon absent or disabled)",
+                ha="center",
+                transform=co2_ax.transAxes,
+            )
+        s = self.setup
+        fig.suptitle(
+            f"{s['method']} / {s['backbone']} at {s['view_size']} px on {s['device']}; "
+            f"epoch = {s['dataset_size']:,} images",
+            fontsize=9,
+        )
+        fig.tight_layout()
+        replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120))
+        plt.close(fig)

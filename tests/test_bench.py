@@ -1,0 +1,207 @@
+"""The data-source speed benchmark: every source makes the same batches, the export cache, the report of
+missing optional loaders, and config errors before any work."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from solo_mlvgm.bench.driver import run_benchmark
+from solo_mlvgm.bench.measure import measure_throughput
+from solo_mlvgm.bench.report import roofline
+from solo_mlvgm.bench.sources import SourceSetup, missing_reason, open_source
+from solo_mlvgm.data.export import export_image_folder, export_is_complete
+from solo_mlvgm.data.real import ImageFolderData, list_image_folder
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.pretrain import build_pretraining
+from solo_mlvgm.views import ViewSpec
+from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD
+
+from .conftest import TINY, compose_cfg
+
+SIZE, BATCH = 32, 8
+# Tiny benchmark: toy world, one point per source, a few steps, no energy tracking.
+TINY_BENCH = [
+    "bench.batch_sizes=[4]",
+    "bench.warmup=0",
+    "bench.steps=1",
+    "bench.windows=1",
+    "bench.export.n=16",
+    "bench.torch.num_workers=0",
+    "bench.dali.num_threads=1",
+    "bench.ffcv.num_workers=1",
+    "bench.energy.enabled=false",
+    "bench.device=cpu",
+    "method_kwargs.proj_hidden_dim=32",
+    "method_kwargs.proj_output_dim=16",
+]
+
+
+def _denormalise(views: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN)[None, :, None, None]
+    std = torch.tensor(IMAGENET_STD)[None, :, None, None]
+    return views * std + mean
+
+
+def _first_batch(name: str, setup: SourceSetup) -> list:
+    reason = missing_reason(name)
+    if reason:
+        pytest.skip(reason)
+    with open_source(name, setup, BATCH) as batches:
+        return next(batches)
+
+
+@pytest.fixture
+def setup(tmp_path, world) -> SourceSetup:
+    """Pixel preset ``none`` and views at the export's resolution: every source shows the image unchanged."""
+    folder = export_image_folder(world, tmp_path / "export", n=24, fmt="jpg")
+    spec = ViewSpec.from_config({"name": "synth", "pixel": "none"})
+    return SourceSetup(
+        generator=world,
+        spec=spec,
+        device=torch.device("cpu"),
+        size=SIZE,
+        folder=folder,
+        torch_workers=0,
+        dali_threads=1,
+        ffcv_workers=1,
+        ffcv_cache=tmp_path / "export.beton",
+    )
+
+
+@pytest.mark.parametrize("name", ["limit", "continuous", "torch", "torch_device", "dali", "ffcv"])
+def test_every_source_yields_the_same_batch_format_and_normalisation(name, setup):
+    if name == "torch_device":
+        name, setup.torch_augment_on = "torch", "device"
+    indexes, views, targets = _first_batch(name, setup)
+    assert indexes.dtype == torch.long and indexes.shape == (BATCH,)
+    assert targets.dtype == torch.long and targets.shape == (BATCH,)
+    assert len(views) == 2
+    for view in views:
+        assert view.shape == (BATCH, 3, SIZE, SIZE) and view.dtype == torch.float32
+        pixels = _denormalise(view)  # normalised with ImageNet's mean/std, like solo-learn's batches
+        assert pixels.min() > -0.02 and pixels.max() < 1.02 and pixels.std() > 0.05
+    if name in ("torch", "dali", "ffcv"):  # folder sources: the class of each image is its folder's
+        listing = list_image_folder(setup.folder)
+        assert targets.tolist() == [listing.targets[i] for i in indexes.tolist()]
+        assert len(set(indexes.tolist())) == BATCH
+
+
+@pytest.mark.parametrize("name", ["dali", "ffcv"])
+def test_folder_sources_show_the_same_images_as_the_torch_loader(name, setup):
+    """Same file, same normalised pixels (up to JPEG decoding differences)."""
+    indexes, views, _ = _first_batch(name, setup)
+    data = ImageFolderData(setup.folder, SIZE, BATCH, pixel="none", num_workers=0, augment_on="workers")
+    for i, index in enumerate(indexes.tolist()):
+        expected = data.dataset[index][1][0]
+        assert (views[0][i] - expected).abs().mean() < 0.05
+
+
+def test_export_is_reused_when_complete_and_redone_when_truncated(tmp_path, world):
+    out = export_image_folder(world, tmp_path / "export", n=12, fmt="jpg")
+    files = sorted(out.glob("*/*.jpg"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"] == 12 and manifest["bytes"] == sum(f.stat().st_size for f in files)
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    export_image_folder(world, out, n=12, fmt="jpg")
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp  # complete: reused as it is
+
+    size = files[3].stat().st_size
+    files[3].write_bytes(files[3].read_bytes()[: size // 2])  # truncated, manifest still there
+    request = {k: manifest[k] for k in ("n", "seed", "format", "generator", "arch")}
+    assert not export_is_complete(out, request)
+    export_image_folder(world, out, n=12, fmt="jpg")
+    assert files[3].stat().st_size == size and export_is_complete(out, request)
+
+    files[5].unlink()  # a missing file
+    assert not export_is_complete(out, request)
+    export_image_folder(world, out, n=12, fmt="jpg")
+    assert files[5].exists() and len(list(out.glob("*/*.jpg"))) == 12
+
+
+def test_missing_optional_loaders_are_reported_and_the_rest_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "ffcv", None)
+    assert "not installed" in missing_reason("dali") and "not installed" in missing_reason("ffcv")
+    cfg = compose_cfg(
+        "bench",
+        [*TINY_BENCH, "bench.sources=[continuous,torch,dali,ffcv]", f"bench.export.dir={tmp_path / 'x'}"],
+    )
+    results = run_benchmark(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert (
+        "skipped dali: NVIDIA DALI is not installed" in out and "skipped ffcv: FFCV is not installed" in out
+    )
+    assert set(results["skipped"]) == {"dali", "ffcv"}
+    assert [p["source"] for p in results["points"]] == ["limit", "continuous", "torch"]
+    assert all(p["img_s"] > 0 and p["sec_per_epoch"] > 0 for p in results["points"])
+    assert results["points"][0]["ratio_to_limit"] == 1.0
+    (line,) = results["roofline"]
+    assert line["roofline_img_s"] < min(line["generator_img_s"], line["step_img_s"])
+    assert line["cs_efficiency"] == pytest.approx(line["continuous_img_s"] / line["roofline_img_s"])
+    for name in ("bench.csv", "bench.json", "bench.png", "roofline.csv", "config.yaml"):
+        assert (tmp_path / "run" / name).is_file()
+    assert json.loads((tmp_path / "run" / "bench.json").read_text())["skipped"]["dali"].startswith("NVIDIA")
+
+
+def test_energy_is_tracked_per_epoch_when_codecarbon_is_there(tmp_path):
+    pytest.importorskip("codecarbon", reason="codecarbon is not installed (the 'energy' extra)")
+    cfg = compose_cfg(
+        "bench",
+        [*TINY_BENCH, "bench.sources=[continuous]", "bench.energy.enabled=true", "bench.energy.country=FRA"],
+    )
+    (point, _) = run_benchmark(cfg, tmp_path / "run")["points"]
+    assert point["energy_kwh_per_epoch"] > 0 and point["co2_kg_per_epoch"] > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("bench.sources=[continuous,hdf5]", "unknown or empty"),
+        ("bench.batch_sizes=[0,8]", "positive integers"),
+        ("bench.export.n=2", "smaller than the largest batch"),
+        ("bench.energy.country=US", "alpha-3"),
+        ("bench.torch.augment_on=gpu", "augment_on"),
+        ("bench.steps=0", "bench.steps"),
+        ("bench.device=tpu", "device"),
+        ("precision=16-mixed", "precision"),
+        ("views.pixel=sepia", "pixel preset"),
+    ],
+)
+def test_bad_config_fails_before_any_work(tmp_path, override, message):
+    cfg = compose_cfg("bench", [*TINY_BENCH, f"bench.export.dir={tmp_path / 'x'}", override])
+    with pytest.raises(ConfigError, match=message):
+        run_benchmark(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "x").exists()
+
+
+def test_throughput_counts_every_timed_step():
+    calls = []
+    result = measure_throughput(
+        lambda: calls.append(1), batch_size=4, warmup=2, steps=3, windows=5, device=torch.device("cpu")
+    )
+    assert len(calls) == 2 + 3 * 5 and result.samples == 4 * 3 * 5 and result.windows == 5
+    assert result.low <= result.median <= result.high
+
+
+def test_roofline_is_the_rate_of_rendering_then_training():
+    assert roofline(10.0, 10.0) == pytest.approx(5.0)
+    assert roofline(1e12, 7.0) == pytest.approx(7.0)
+
+
+def test_dali_trains_on_a_real_image_folder(tmp_path, world):
+    reason = missing_reason("dali")
+    if reason:
+        pytest.skip(reason)
+    out = export_image_folder(world, tmp_path / "toy", n=48, fmt="jpg")
+    tiny = [o for o in TINY if not o.startswith("data.")]
+    cfg = compose_cfg(
+        "mlvgm_simclr", [*tiny, "data=dali", f"data.train_path={out}", "data.num_threads=1", "views=real"]
+    )
+    job = build_pretraining(cfg, tmp_path / "run")
+    assert job.cfg.data.num_classes == len(list(out.glob("class_*")))
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert job.trainer.global_step == 3
