@@ -129,7 +129,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
                 size=int(cfg.data.resolution),
                 pixel=spec.pixel,
                 crop_min_scale=spec.crop_min_scale,
-                device=str(cfg.data.get("device", "auto")),
+                device=_dali_device(str(cfg.data.get("device", "auto")), trainer),
                 num_threads=int(cfg.data.num_threads),
                 seed=int(cfg.seed),
             )
@@ -155,6 +155,13 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         cfg.backend = backend
     method = cls(cfg)
     return Pretraining(cfg, method, data, trainer, generator, spec, run_dir)
+
+
+def _dali_device(device: str, trainer: pl.Trainer) -> str:
+    """``auto``: the GPU pipeline when the trainer runs on a GPU, else the CPU pipeline."""
+    if device != "auto":
+        return device
+    return "gpu" if type(trainer.accelerator).__name__.startswith("CUDA") else "cpu"
 
 
 def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:

@@ -4,7 +4,10 @@ missing optional loaders, and config errors before any work."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -26,9 +29,10 @@ SIZE, BATCH = 32, 8
 # Tiny benchmark: toy world, one point per source, a few steps, no energy tracking.
 TINY_BENCH = [
     "bench.batch_sizes=[4]",
-    "bench.warmup=0",
+    "bench.warmup=1",
     "bench.steps=1",
     "bench.windows=1",
+    "bench.min_window_seconds=0",
     "bench.export.n=16",
     "bench.torch.num_workers=0",
     "bench.dali.num_threads=1",
@@ -50,7 +54,7 @@ def _first_batch(name: str, setup: SourceSetup) -> list:
     reason = missing_reason(name)
     if reason:
         pytest.skip(reason)
-    with open_source(name, setup, BATCH) as batches:
+    with open_source(name, setup, BATCH, steps=1) as batches:
         return next(batches)
 
 
@@ -65,6 +69,7 @@ def setup(tmp_path, world) -> SourceSetup:
         device=torch.device("cpu"),
         size=SIZE,
         folder=folder,
+        folder_size=24,
         torch_workers=0,
         dali_threads=1,
         ffcv_workers=1,
@@ -166,6 +171,9 @@ def test_energy_is_tracked_per_epoch_when_codecarbon_is_there(tmp_path):
         ("bench.energy.country=US", "alpha-3"),
         ("bench.torch.augment_on=gpu", "augment_on"),
         ("bench.steps=0", "bench.steps"),
+        ("bench.warmup=0", "bench.warmup"),
+        ("bench.windows=three", "integer"),
+        ("views=bigbigan_ml_random", "unknown level"),
         ("bench.device=tpu", "device"),
         ("precision=16-mixed", "precision"),
         ("views.pixel=sepia", "pixel preset"),
@@ -176,6 +184,40 @@ def test_bad_config_fails_before_any_work(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
         run_benchmark(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists() and not (tmp_path / "x").exists()
+
+
+def test_export_folder_with_foreign_files_fails_before_any_work(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    cfg = compose_cfg("bench", [*TINY_BENCH, "bench.sources=[torch]", f"bench.export.dir={tmp_path / 'x'}"])
+    with pytest.raises(ConfigError, match="not an export"):
+        run_benchmark(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists() and (tmp_path / "x" / "notes.txt").read_text() == "mine"
+
+
+def _loader_threads() -> set[threading.Thread]:
+    """Live threads, without tqdm's progress-bar monitor (a process-wide daemon FFCV's writer starts)."""
+    return {t for t in threading.enumerate() if type(t).__name__ != "TMonitor"}
+
+
+@pytest.mark.parametrize("name", ["torch", "dali", "ffcv"])
+def test_folder_sources_run_past_the_end_of_the_folder_and_leave_nothing_running(name, setup):
+    """More batches than the folder holds come as one long epoch; closing the source ends its workers."""
+    if missing_reason(name):
+        pytest.skip(missing_reason(name))
+    setup.torch_workers = 1
+    threads = _loader_threads()
+    steps = 3 * setup.folder_size // BATCH + 1
+    seen = []
+    with open_source(name, setup, BATCH, steps=steps) as batches:
+        for _ in range(steps):
+            seen += next(batches)[0].tolist()
+    assert len(seen) == steps * BATCH and set(seen) == set(range(setup.folder_size))
+    deadline = time.monotonic() + 10
+    while _loader_threads() - threads and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _loader_threads() - threads
+    assert multiprocessing.active_children() == []
 
 
 def test_throughput_counts_every_timed_step():

@@ -1,11 +1,13 @@
 """FFCV over the exported folder, where FFCV is installed: the folder is written once to a ``.beton`` file
-(each image in two fields, one per view, so the two views are decoded and cropped independently), FFCV's
-workers decode straight into the random resized crop and flip, and the colour part of the preset and the
-normalisation run on the device (FFCV has no hue or grayscale op).
+(each image in two fields, one per view, so the two views are decoded and cropped independently: FFCV
+decodes straight into the crop, so it decodes twice per pair where the torch loader and DALI decode once),
+FFCV's worker threads decode into the random resized crop and flip, and the colour part of the preset and
+the normalisation run on the device (FFCV has no hue or grayscale op).
 
-FFCV sets torch's thread count when it is imported (to 1) and when an epoch starts (to its worker count);
-the thread count of the run is put back each time, so the training step runs as it does for every other
-source."""
+FFCV sets torch's thread count when it is imported (to 1) and when an epoch thread starts (to its worker
+count); the run's thread count is put back each time, so the training step runs as it does for every other
+source.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from solo_mlvgm.data.real import list_image_folder, load_rgb
@@ -22,6 +25,8 @@ from solo_mlvgm.runs import replace_atomically
 from solo_mlvgm.views.pixel import build_color_augment
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from solo_mlvgm.bench.sources import SourceSetup
 
 
@@ -44,6 +49,20 @@ def ffcv_missing() -> str | None:
     return None
 
 
+class FolderForWriter:
+    """What FFCV's writer indexes: (view field, view field, index) per image of the folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.files = list_image_folder(folder).files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, Image.Image, int]:
+        image = load_rgb(self.files[i])
+        return image, image, i
+
+
 def _fingerprint(folder: Path) -> str:
     return hashlib.sha1((folder / "manifest.json").read_bytes()).hexdigest()
 
@@ -56,30 +75,24 @@ def write_beton(folder: Path, path: Path, workers: int) -> Path:
     stamp = path.with_name(path.name + ".source")
     if path.exists() and stamp.exists() and stamp.read_text() == _fingerprint(folder):
         return path
-    listing = list_image_folder(folder)
-
-    class Images:  # what FFCV's writer indexes: (view field, view field, index)
-        def __len__(self) -> int:
-            return len(listing.files)
-
-        def __getitem__(self, i: int):  # noqa: ANN204
-            image = load_rgb(listing.files[i])
-            return image, image, i
-
     fields = {
         "view_1": RGBImageField(write_mode="jpg", jpeg_quality=95),
         "view_2": RGBImageField(write_mode="jpg", jpeg_quality=95),
         "index": IntField(),
     }
     replace_atomically(
-        path, lambda tmp: DatasetWriter(str(tmp), fields, num_workers=workers).from_indexed_dataset(Images())
+        path,
+        lambda tmp: DatasetWriter(str(tmp), fields, num_workers=workers).from_indexed_dataset(
+            FolderForWriter(folder)
+        ),
     )
     stamp.write_text(_fingerprint(folder))
     return path
 
 
-def ffcv_batches(setup: SourceSetup, batch_size: int) -> Iterator[list]:
-    """Endless solo-learn batches from FFCV's loader, on the setup's device."""
+def ffcv_batches(setup: SourceSetup, batch_size: int, passes: int) -> Iterator[list]:
+    """Solo-learn batches from FFCV's loader on the setup's device: ``passes`` reshuffled passes over the
+    folder in one epoch."""
     from ffcv.fields.basics import IntDecoder
     from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
@@ -88,7 +101,8 @@ def ffcv_batches(setup: SourceSetup, batch_size: int) -> Iterator[list]:
     assert setup.folder is not None and setup.ffcv_cache is not None
     beton = write_beton(setup.folder, setup.ffcv_cache, setup.ffcv_workers)
     device, size, spec = setup.device, setup.size, setup.spec
-    targets = torch.tensor(list_image_folder(setup.folder).targets, device=device)
+    listing = list_image_folder(setup.folder)
+    targets = torch.tensor(listing.targets, device=device)
 
     def view() -> list:
         if spec.pixel == "none":
@@ -100,6 +114,7 @@ def ffcv_batches(setup: SourceSetup, batch_size: int) -> Iterator[list]:
             ]
         return [*decode, ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
 
+    threads = torch.get_num_threads()
     with keep_torch_threads():
         loader = Loader(
             str(beton),
@@ -107,6 +122,8 @@ def ffcv_batches(setup: SourceSetup, batch_size: int) -> Iterator[list]:
             num_workers=setup.ffcv_workers,
             order=OrderOption.RANDOM,
             drop_last=True,
+            indices=np.tile(np.arange(len(listing.files)), passes),
+            batches_ahead=3,
             pipelines={
                 "view_1": view(),
                 "view_2": view(),
@@ -114,10 +131,15 @@ def ffcv_batches(setup: SourceSetup, batch_size: int) -> Iterator[list]:
             },
         )
     color = build_color_augment(spec.pixel).to(device)
-    while True:
+    while True:  # a window that outlasts the planned steps (min_window_seconds) starts another epoch
         with keep_torch_threads():
             epoch = iter(loader)
-        for view_1, view_2, index in epoch:
-            views = color(torch.cat([view_1, view_2]).float().div_(255)).chunk(2)
-            index = index.long()
-            yield [index, list(views), targets[index]]
+        try:
+            for view_1, view_2, index in epoch:
+                if torch.get_num_threads() != threads:  # set by the epoch thread when it started
+                    torch.set_num_threads(threads)
+                views = color(torch.cat([view_1, view_2]).float().div_(255)).chunk(2)
+                index = index.long()
+                yield [index, list(views), targets[index]]
+        finally:
+            epoch.close()  # stops the epoch thread (it never ends on its own while batches are pending)

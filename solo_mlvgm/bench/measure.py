@@ -31,57 +31,75 @@ class Throughput:
 
 
 def measure_throughput(
-    step: Callable[[], object], batch_size: int, warmup: int, steps: int, windows: int, device: torch.device
+    step: Callable[[], object],
+    batch_size: int,
+    warmup: int,
+    steps: int,
+    windows: int,
+    device: torch.device,
+    min_seconds: float = 0.0,
 ) -> Throughput:
-    """Run ``warmup`` untimed calls, then ``windows`` windows of ``steps`` calls each; a window's rate is its
-    samples over its wall time, so loader prefetching and asynchronous devices are counted as they run."""
+    """Run ``warmup`` untimed calls, then ``windows`` windows of at least ``steps`` calls and ``min_seconds``
+    each; a window's rate is its samples over its wall time, so loader prefetching and asynchronous devices
+    are counted as they run."""
     if steps < 1 or windows < 1 or warmup < 0:
         raise ValueError(f"steps and windows must be >= 1 and warmup >= 0, got {steps}, {windows}, {warmup}")
     for _ in range(warmup):
         step()
-    rates, total = [], 0.0
+    rates, total, samples = [], 0.0, 0
     for _ in range(windows):
         synchronize(device)
         start = time.perf_counter()
-        for _ in range(steps):
+        done = 0
+        while done < steps or time.perf_counter() - start < min_seconds:
             step()
+            done += 1
         synchronize(device)
         elapsed = time.perf_counter() - start
         total += elapsed
-        rates.append(batch_size * steps / elapsed)
-    return Throughput(
-        statistics.median(rates), min(rates), max(rates), windows, batch_size * steps * windows, total
-    )
+        samples += batch_size * done
+        rates.append(batch_size * done / elapsed)
+    return Throughput(statistics.median(rates), min(rates), max(rates), windows, samples, total)
 
 
-def _process_tree_rss() -> int:
-    """Resident bytes of this process and its children (loader workers)."""
+def _process_tree_memory() -> int:
+    """Bytes of this process and its children (loader workers): the proportional set size where the OS
+    gives it (a page shared by forked workers counts once overall), else the resident size."""
     import psutil
 
+    def size(process: psutil.Process) -> int:
+        try:
+            info = process.memory_full_info()
+            return int(getattr(info, "pss", info.rss))
+        except psutil.AccessDenied:
+            return int(process.memory_info().rss)
+
     me = psutil.Process(os.getpid())
-    total = me.memory_info().rss
+    total = size(me)
     for child in me.children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            total += child.memory_info().rss
+            total += size(child)
     return total
 
 
 @dataclass
 class MemoryPeak:
-    """Peak host memory (this process plus its workers) and device memory (all allocations on the device,
-    DALI's and the CUDA context included), sampled every ``interval`` seconds while active."""
+    """Peak host memory (this process plus its workers) and device memory (everything allocated on the
+    device, DALI's pools included, above ``device_baseline``: the use before the point, i.e. the CUDA
+    context), sampled every ``interval`` seconds while active."""
 
     device: torch.device
-    interval: float = 0.05
+    device_baseline: int = 0
+    interval: float = 0.25
     host_bytes: int = 0
     device_bytes: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _sample(self) -> None:
-        self.host_bytes = max(self.host_bytes, _process_tree_rss())
+        self.host_bytes = max(self.host_bytes, _process_tree_memory())
         if self.device.type == "cuda":
             free, total = torch.cuda.mem_get_info(self.device)
-            self.device_bytes = max(self.device_bytes, total - free)
+            self.device_bytes = max(self.device_bytes, total - free - self.device_baseline)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -108,35 +126,43 @@ def energy_missing() -> str | None:
     return None
 
 
-@dataclass
-class Energy:
-    kwh: float | None = None
-    kg_co2: float | None = None
+def device_used(device: torch.device) -> int:
+    """Bytes in use on the device now (all processes), 0 on a CPU."""
+    if device.type != "cuda":
+        return 0
+    free, total = torch.cuda.mem_get_info(device)
+    return total - free
 
 
-@contextlib.contextmanager
-def track_energy(enabled: bool, country: str) -> Iterator[Energy]:
-    """Energy (kWh) and CO2 (kg) of the enclosed work from codecarbon's offline tracker (no network; the
-    country's grid intensity); left empty when disabled or codecarbon is absent."""
-    result = Energy()
-    if not enabled or energy_missing():
-        yield result
-        return
-    from codecarbon import OfflineEmissionsTracker
+class EnergyTracker:
+    """Energy (kWh) and CO2 (kg) of the work between ``start`` and ``stop``, from codecarbon's offline
+    tracker (no network; the country's grid intensity); ``None`` when disabled or codecarbon is absent.
+    Built before the warm-up, so its set-up never sits between the warm-up and the timed windows."""
 
-    logging.getLogger("codecarbon").setLevel(logging.ERROR)
-    tracker = OfflineEmissionsTracker(
-        country_iso_code=country,
-        save_to_file=False,
-        log_level="error",
-        measure_power_secs=1,
-        tracking_mode="process",
-    )
-    tracker.start()
-    try:
-        yield result
-    finally:
-        kg = tracker.stop()
-        data = tracker.final_emissions_data
-        result.kwh = float(data.energy_consumed) if data is not None else None
-        result.kg_co2 = float(kg) if kg is not None else None
+    def __init__(self, enabled: bool, country: str) -> None:
+        self.kwh: float | None = None
+        self.kg_co2: float | None = None
+        self._tracker = None
+        if enabled and not energy_missing():
+            from codecarbon import OfflineEmissionsTracker
+
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)
+            self._tracker = OfflineEmissionsTracker(
+                country_iso_code=country,
+                save_to_file=False,
+                log_level="error",
+                measure_power_secs=1,
+                tracking_mode="process",  # this process and its children (the loader workers)
+            )
+
+    def start(self) -> None:
+        if self._tracker is not None:
+            self._tracker.start()
+
+    def stop(self) -> None:
+        if self._tracker is None:
+            return
+        kg = self._tracker.stop()
+        data = self._tracker.final_emissions_data
+        self.kwh = float(data.energy_consumed) if data is not None else None
+        self.kg_co2 = float(kg) if kg is not None else None

@@ -80,7 +80,7 @@ class BenchReport:
         self.points.append(row)
         print(
             f"batch {row['batch_size']:>4} {LABELS[row['source']]:<22} {row['img_s']:9.1f} img/s "
-            f"({row['img_s_low']:.1f}-{row['img_s_high']:.1f}), alone {row['data_only_img_s']:9.1f} img/s, "
+            f"({row['img_s_low']:.1f}-{row['img_s_high']:.1f}), alone {_fmt(row['data_only_img_s']):>9} img/s, "
             f"{row['ratio_to_limit']:.2f} x limit",
             flush=True,
         )

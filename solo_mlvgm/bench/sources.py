@@ -1,5 +1,5 @@
 """The data sources the benchmark compares. Each yields solo-learn batches ``[indexes, [view_1, view_2],
-targets]`` on the training device, endlessly (epochs of a finite folder follow each other):
+targets]`` on the training device, for as many steps as a point needs:
 
 - ``continuous``: Continuous Sampling, generator resident on the device, latents drawn there;
 - ``torch``: the torch DataLoader over the exported ImageFolder (PIL decode, augmentations on the workers by
@@ -7,13 +7,19 @@ targets]`` on the training device, endlessly (epochs of a finite folder follow e
 - ``dali``: the DALI pipeline over the same folder (GPU pipeline with a GPU, CPU pipeline otherwise);
 - ``ffcv``: FFCV over the folder written once to a ``.beton`` file (where FFCV is installed);
 - ``limit``: one batch already on the device, reused: the data cost is zero.
+
+The folder sources chain reshuffled passes over the export into one long epoch, so no timed window ever
+holds an epoch restart (workers respawned, pipelines reset) that a run over a large dataset would pay once
+in hundreds of steps and Continuous Sampling never pays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,8 @@ from solo_mlvgm.views.spec import ViewSpec
 
 SOURCES = ("limit", "continuous", "torch", "dali", "ffcv")
 FOLDER_SOURCES = ("torch", "dali", "ffcv")
+DALI_QUEUE = 2  # batches a DALI pipeline prepares ahead
+FFCV_AHEAD = 3  # FFCV's default batches_ahead
 
 
 @dataclass
@@ -47,6 +55,7 @@ class SourceSetup:
     dali_threads: int = 2
     ffcv_workers: int = 2
     ffcv_cache: Path | None = None
+    folder_size: int = 0  # images in the export
 
 
 def missing_reason(name: str) -> str | None:
@@ -58,6 +67,14 @@ def missing_reason(name: str) -> str | None:
 
         return ffcv_missing()
     return None
+
+
+def prefetch_depth(name: str, setup: SourceSetup) -> int:
+    """Batches a source prepares ahead of the step: the warm-up drains at least these, so no timed window
+    is served from a queue filled while the clock was stopped."""
+    if name == "torch":
+        return 2 * setup.torch_workers  # prefetch_factor 2 per worker
+    return {"dali": DALI_QUEUE, "ffcv": FFCV_AHEAD}.get(name, 0)
 
 
 def continuous_sampling(setup: SourceSetup, batch_size: int) -> ContinuousSampling:
@@ -75,25 +92,39 @@ def continuous_sampling(setup: SourceSetup, batch_size: int) -> ContinuousSampli
     )
 
 
-def _endless(epoch: Callable[[], Iterator[list]]) -> Iterator[list]:
-    while True:
-        yield from epoch()
-
-
 @contextlib.contextmanager
-def open_source(name: str, setup: SourceSetup, batch_size: int) -> Iterator[Iterator[list]]:
-    """An endless iterator of device batches from source ``name``; its workers stop on exit."""
+def open_source(name: str, setup: SourceSetup, batch_size: int, steps: int) -> Iterator[Iterator[list]]:
+    """An endless iterator of device batches from source ``name``, planned for ``steps`` batches (a folder
+    source's epoch covers them); workers, threads and device memory of the source are released on exit."""
+    batches = _batches(name, setup, batch_size, steps)
+    try:
+        yield batches
+    finally:
+        batches.close()  # runs the source's own clean-up (FFCV stops its epoch thread)
+        del batches
+        gc.collect()  # DataLoader workers and DALI pipelines end with their last reference
+        if name == "dali" and setup.device.type == "cuda":
+            from nvidia.dali.backend import ReleaseUnusedMemory
+
+            ReleaseUnusedMemory()
+        if setup.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _batches(name: str, setup: SourceSetup, batch_size: int, steps: int) -> Iterator[list]:
     device = setup.device
     if name in ("continuous", "limit"):
         cs = continuous_sampling(setup, batch_size)
         if name == "limit":
-            batch = cs.render(0, device)
-            yield itertools.repeat(batch)
+            yield from itertools.repeat(cs.render(0, device))
         else:
-            yield (cs.render(step, device) for step in itertools.count())
+            for step in itertools.count():
+                yield cs.render(step, device)
         return
     if setup.folder is None:
         raise ValueError(f"source '{name}' needs the exported folder")
+    samples = (steps + prefetch_depth(name, setup) + 1) * batch_size
+    passes = math.ceil(samples / max(1, setup.folder_size))
     if name == "torch":
         data = ImageFolderData(
             setup.folder,
@@ -105,14 +136,10 @@ def open_source(name: str, setup: SourceSetup, batch_size: int) -> Iterator[Iter
             augment_on=setup.torch_augment_on,
             crop_size=setup.size,
         )
-        loader = data.train_dataloader()
-        try:
-            yield _endless(
-                lambda: (data.on_after_batch_transfer(move_data_to_device(b, device), 0) for b in loader)
-            )
-        finally:
-            del loader  # persistent workers end with their loader
-        return
+        loader = data.make_loader(samples=passes * setup.folder_size, pin_memory=device.type == "cuda")
+        while True:  # a window that outlasts the planned steps (min_window_seconds) starts another epoch
+            for batch in loader:
+                yield data.on_after_batch_transfer(move_data_to_device(batch, device), 0)
     if name == "dali":
         dali = DaliImageFolder(
             setup.folder,
@@ -123,12 +150,14 @@ def open_source(name: str, setup: SourceSetup, batch_size: int) -> Iterator[Iter
             device="gpu" if device.type == "cuda" else "cpu",
             num_threads=setup.dali_threads,
             seed=setup.seed,
+            passes=passes,
         )
-        yield _endless(lambda: (move_data_to_device(b, device) for b in dali))
-        return
+        while True:
+            for batch in dali:
+                yield move_data_to_device(batch, device)
     if name == "ffcv":
         from solo_mlvgm.bench.ffcv_source import ffcv_batches
 
-        yield ffcv_batches(setup, batch_size)
+        yield from ffcv_batches(setup, batch_size, passes)
         return
     raise ValueError(f"unknown source '{name}'; known: {', '.join(SOURCES)}")

@@ -49,6 +49,14 @@ class _BatchTickets:
         pass
 
 
+def place_generator(generator: MultiLatentGenerator, device: torch.device, channels_last: bool) -> None:
+    """Move the generator to ``device``; on CUDA in channels_last memory format when asked (faster
+    convolutions with cuDNN)."""
+    generator.to(device)
+    if device.type == "cuda" and channels_last:
+        generator.to(memory_format=torch.channels_last)
+
+
 class ContinuousSampling(pl.LightningDataModule):
     """Per-device batch of ``batch_size`` positive pairs; an epoch is ``epoch_size`` images over all ranks."""
 
@@ -77,6 +85,7 @@ class ContinuousSampling(pl.LightningDataModule):
         self.autocast_dtype = autocast_dtype
         self.channels_last = bool(channels_last)
         self._rank, self._world_size = rank, world_size
+        self._device: torch.device | None = None
         self.steps_per_epoch  # noqa: B018 - fails now, not at the first step, if the epoch is too short
 
     # ------------------------------------------------------------ placement
@@ -113,11 +122,10 @@ class ContinuousSampling(pl.LightningDataModule):
     # ------------------------------------------------------------ sampling
     def _placed(self, device: torch.device | str | None) -> torch.device:
         device = torch.device(device or self.generator.device)
-        if self.generator.device != device:
-            self.generator.to(device)
-            if device.type == "cuda" and self.channels_last:  # faster convolutions with cuDNN
-                self.generator.to(memory_format=torch.channels_last)
+        if self._device != device:  # once per device, not every step
+            place_generator(self.generator, device, self.channels_last)
             self.augment.to(device)
+            self._device = device
         return device
 
     @torch.no_grad()

@@ -2,9 +2,11 @@
 batch format ``[indexes, [view_1, view_2], targets]``.
 
 With a GPU the pipeline decodes with nvJPEG and augments on that GPU; without one it runs on the CPU
-(``device_id=None``). The pixel presets are those of the kornia/torchvision ones: random resized crop,
-horizontal flip and, for ``simclr``, brightness/contrast/saturation/hue jitter (p 0.8) and grayscale (p 0.2)
-(the jitter ops in DALI's fixed order), then ImageNet normalisation. DALI is an optional extra
+(``device_id=None``). The pixel presets have the ops and parameter ranges of the kornia/torchvision ones:
+random resized crop (same scale and ratio ranges), horizontal flip and, for ``simclr``, brightness,
+contrast, saturation and hue jitter (factors in [0.6, 1.4], hue +-0.1 of the circle, p 0.8) and grayscale
+(p 0.2), then ImageNet normalisation. Two differences in form, not in cost: DALI's ``color_twist`` applies
+the jitter in one fixed order and its brightness is a factor (kornia's is an offset). DALI is an optional extra
 (``pip install -e ".[dali]"``); ``dali_missing()`` says why it cannot be used.
 """
 
@@ -106,31 +108,36 @@ class DaliImageFolder:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        passes: int = 1,
     ) -> None:
+        if passes < 1:
+            raise ConfigError(f"passes must be >= 1, got {passes}")
         listing = check_dali_options(root, batch_size, pixel, crop_min_scale, device, num_threads, world_size)
         self.gpu = device == "gpu" or (device == "auto" and torch.cuda.is_available())
         self.num_classes = len(listing.classes)
         self.batch_size = int(batch_size)
         self._targets = torch.tensor(listing.targets, dtype=torch.long)
-        self._length = len(listing.files) // world_size // batch_size
+        self._length = passes * len(listing.files) // world_size // batch_size
         self._iterator = self._build(
-            listing, size, pixel, crop_min_scale, num_threads, seed, rank, world_size
+            listing, size, pixel, crop_min_scale, num_threads, seed, rank, world_size, passes
         )
 
-    def _build(self, listing, size, pixel, crop_min_scale, num_threads, seed, rank, world_size):  # noqa: ANN001, ANN202
+    def _build(self, listing, size, pixel, crop_min_scale, num_threads, seed, rank, world_size, passes):  # noqa: ANN001, ANN202
         from nvidia.dali import fn, pipeline_def, types
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         mean = [255 * m for m in IMAGENET_MEAN]
         std = [255 * s for s in IMAGENET_STD]
-        files = [str(p) for p in listing.files]
+        # ``passes`` > 1 chains several shuffled passes into one epoch (no reset at every pass's end).
+        files = [str(p) for p in listing.files] * passes
+        indexes = list(range(len(listing.files))) * passes
 
         @pipeline_def
         def pipeline():  # noqa: ANN202
             # The file index rides in the label slot; the class comes from it (solo batches need both).
             encoded, index = fn.readers.file(
                 files=files,
-                labels=list(range(len(files))),
+                labels=indexes,
                 random_shuffle=True,
                 shard_id=rank,
                 num_shards=world_size,
@@ -140,7 +147,7 @@ class DaliImageFolder:
             views = [_view(images, pixel, size, crop_min_scale, mean, std) for _ in range(2)]
             return index, *views
 
-        device_id = torch.cuda.current_device() if self.gpu else None
+        device_id = torch.cuda.current_device() if self.gpu else None  # the trainer's (or bench's) device
         pipe = pipeline(
             batch_size=self.batch_size,
             num_threads=num_threads,

@@ -29,6 +29,7 @@ SPLITS = {"train": 0, "test": 1, "export": 2}
 FORMATS = ("png", "jpg")
 JPEG_QUALITY = 95
 MANIFEST = "manifest.json"
+EXPORT_CHUNK = 64  # images rendered per generator call; part of what fixes an export's images
 
 
 @torch.no_grad()
@@ -76,6 +77,21 @@ def export_is_complete(out: str | Path, manifest: dict) -> bool:
     return len(files) == written.get("files") and sum(p.stat().st_size for p in files) == written.get("bytes")
 
 
+def check_export_target(out: str | Path) -> None:
+    """Refuse a folder that holds anything an export does not write (it would be deleted on a redo)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"export target '{out}' is a file; choose a folder")
+    if out.is_dir():
+        # Names an export writes ("." prefixes the temporary files of an interrupted write).
+        ours = ("class_", "unlabelled", MANIFEST, ".")
+        foreign = [p.name for p in out.iterdir() if not p.name.startswith(ours)]
+        if foreign:
+            raise ConfigError(
+                f"'{out}' holds files that are not an export ({foreign[:3]}); choose another folder"
+            )
+
+
 def _save(image: Tensor, path: Path) -> None:
     array = image.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     options = {"quality": JPEG_QUALITY} if path.suffix == ".jpg" else {}
@@ -98,18 +114,13 @@ def export_image_folder(
         "format": fmt,
         "generator": type(generator).__name__,
         "arch": generator.arch,
+        "chunk": EXPORT_CHUNK,
     }
     manifest_path = out / MANIFEST
     if export_is_complete(out, manifest):
         return out
+    check_export_target(out)
     if out.exists():
-        # Names an export writes ("." prefixes the temporary files of an interrupted write).
-        ours = ("class_", "unlabelled", MANIFEST, ".")
-        foreign = [p.name for p in out.iterdir() if not p.name.startswith(ours)]
-        if foreign:
-            raise ConfigError(
-                f"'{out}' holds files that are not an export ({foreign[:3]}); choose another --out"
-            )
         # An incomplete or different earlier export: remove it whole so no stale image survives.
         manifest_path.unlink(missing_ok=True)
         for entry in out.iterdir():
@@ -118,7 +129,7 @@ def export_image_folder(
             else:
                 entry.unlink()
     i = 0
-    for images, labels in iter_labelled(generator, n, seed, "export", batch_size=64):
+    for images, labels in iter_labelled(generator, n, seed, "export", batch_size=EXPORT_CHUNK):
         for image, label in zip(images, labels.tolist(), strict=True):
             folder = out / (f"class_{label:02d}" if label >= 0 else "unlabelled")
             folder.mkdir(parents=True, exist_ok=True)

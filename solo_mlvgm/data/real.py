@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import torch
 from PIL import Image
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -128,14 +128,20 @@ class ImageFolderData(pl.LightningDataModule):
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        return self.make_loader()
+
+    def make_loader(self, samples: int | None = None, pin_memory: bool | None = None) -> DataLoader:
+        """The shuffled loader; ``samples`` > the folder size chains reshuffled passes into one long epoch
+        (no worker restart at epoch ends)."""
+        sampler = RandomSampler(self.dataset, num_samples=samples)
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         )
 
     def on_after_batch_transfer(self, batch: list[Tensor], dataloader_idx: int) -> list:
