@@ -91,8 +91,8 @@ def write_beton(folder: Path, path: Path, workers: int) -> Path:
 
 
 def ffcv_batches(setup: SourceSetup, batch_size: int, passes: int) -> Iterator[list]:
-    """Solo-learn batches from FFCV's loader on the setup's device: ``passes`` reshuffled passes over the
-    folder in one epoch."""
+    """Solo-learn batches from FFCV's loader on the setup's device: ``passes`` permutations of the folder in
+    one epoch, then the same order again if a window outlasts it."""
     from ffcv.fields.basics import IntDecoder
     from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
@@ -115,14 +115,15 @@ def ffcv_batches(setup: SourceSetup, batch_size: int, passes: int) -> Iterator[l
         return [*decode, ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
 
     threads = torch.get_num_threads()
+    rng = np.random.default_rng(setup.seed)
     with keep_torch_threads():
         loader = Loader(
             str(beton),
             batch_size=batch_size,
             num_workers=setup.ffcv_workers,
-            order=OrderOption.RANDOM,
+            order=OrderOption.SEQUENTIAL,  # over ``passes`` permutations: an image repeats only across passes
             drop_last=True,
-            indices=np.tile(np.arange(len(listing.files)), passes),
+            indices=np.concatenate([rng.permutation(len(listing.files)) for _ in range(passes)]),
             batches_ahead=3,
             pipelines={
                 "view_1": view(),

@@ -128,9 +128,16 @@ class DaliImageFolder:
 
         mean = [255 * m for m in IMAGENET_MEAN]
         std = [255 * s for s in IMAGENET_STD]
-        # ``passes`` > 1 chains several shuffled passes into one epoch (no reset at every pass's end).
-        files = [str(p) for p in listing.files] * passes
-        indexes = list(range(len(listing.files))) * passes
+        # ``passes`` > 1 chains that many permutations of the folder into one epoch (no reset at every
+        # pass's end, and an image repeats only across a pass boundary).
+        n = len(listing.files)
+        rng = torch.Generator().manual_seed(seed + rank)
+        indexes = (
+            list(range(n))
+            if passes == 1
+            else torch.cat([torch.randperm(n, generator=rng) for _ in range(passes)]).tolist()
+        )
+        files = [str(listing.files[i]) for i in indexes]
 
         @pipeline_def
         def pipeline():  # noqa: ANN202
@@ -138,7 +145,7 @@ class DaliImageFolder:
             encoded, index = fn.readers.file(
                 files=files,
                 labels=indexes,
-                random_shuffle=True,
+                random_shuffle=passes == 1,
                 shard_id=rank,
                 num_shards=world_size,
                 name=READER,
