@@ -2,11 +2,17 @@
 
 Labelled data is either a split rendered from the run's own generator config (train and test splits fixed
 by a seed, from random streams that Continuous Sampling never draws) or ImageFolders given by path.
+
+Two backends on the same splits: ``lightly`` (ours: features computed once, standardised, a linear layer
+trained with Adam; ``probe.*``) and ``solo`` (solo-learn's ``LinearModel`` on the frozen backbone, trained
+by a Lightning trainer on the normalised images; ``solo_linear.*``, solo-learn's keys). ``backend: auto``
+is solo when solo-learn is importable.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,8 +24,9 @@ from solo_mlvgm.data.real import IndexedImageFolder
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.backbones import build_backbone
 from solo_mlvgm.methods.linear_probe import extract_features, train_linear_probe
-from solo_mlvgm.pretrain import build_generator_from_cfg
+from solo_mlvgm.pretrain import build_generator_from_cfg, make_trainer, resolve_backend
 from solo_mlvgm.runs import load_backbone_file, write_json
+from solo_mlvgm.views.pixel import normalize
 
 
 def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor, Tensor, int]:
@@ -72,22 +79,76 @@ def probe(backbone: nn.Module, splits: tuple[Tensor, Tensor, Tensor, Tensor, int
     )
 
 
+def solo_linear(
+    backbone: nn.Module,
+    feature_dim: int,
+    backbone_name: str,
+    splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
+    cfg: DictConfig,
+    run_cfg: DictConfig,
+) -> dict:
+    """solo-learn's linear method (``LinearModel``, frozen backbone) trained on the train split and
+    validated on the test split; top-1/top-5 in percent, as solo-learn computes them."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from solo_mlvgm import solo as bridge
+
+    train_x, train_y, test_x, test_y, k = splits
+    folder = cfg.data.get("train_path") if cfg.data.source == "image_folder" else None
+    dataset = None if folder else f"mlvgm-{run_cfg.generator.name}-linear"
+    s = bridge.solo_linear_cfg(cfg, backbone_name, k, dataset, folder)
+    model = bridge.build_linear_model(backbone, feature_dim, s)
+    batch = int(s.optimizer.batch_size)
+    order = torch.Generator().manual_seed(int(cfg.seed))
+    train = DataLoader(
+        TensorDataset(normalize(train_x), train_y), batch_size=batch, shuffle=True, generator=order
+    )
+    test = DataLoader(TensorDataset(normalize(test_x), test_y), batch_size=batch)
+    trainer_cfg = OmegaConf.create(
+        {"accelerator": "auto", "devices": 1, "precision": s.get("precision", "32-true")}
+    )
+    trainer = make_trainer(
+        trainer_cfg,
+        max_epochs=int(s.max_epochs),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    with warnings.catch_warnings():  # LinearModel defines a validation step; validation runs once, after
+        warnings.filterwarnings("ignore", message=".*val_dataloader.*|.*LeafSpec.*")
+        trainer.fit(model, train_dataloaders=train)
+        train_top1 = trainer.callback_metrics.get("train_acc1_epoch")
+        val = trainer.validate(model, test, verbose=False)[0]
+    return {
+        "top1": float(val["val_acc1"]),
+        "top5": float(val["val_acc5"]),
+        "train_top1": float(train_top1) if train_top1 is not None else float("nan"),
+    }
+
+
 def run_linear_eval(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.pretrained``; print and return top-1/top-5 and write ``linear.json`` beside it."""
     payload = load_backbone_file(cfg.pretrained)
     run_cfg = OmegaConf.create(payload["config"])
-    backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
+    backbone, feature_dim = build_backbone(payload["backbone"], payload["small_image_stem"])
     backbone.load_state_dict(payload["state_dict"])
     if cfg.data.source == "image_folder" and cfg.data.get("resolution") is None:
         cfg.data.resolution = int(run_cfg.generator.get("resolution", 32))
+    backend = resolve_backend(str(cfg.get("backend", "auto")))
     start = time.perf_counter()
     splits = labelled_splits(cfg, run_cfg)
+
+    def evaluate(net: nn.Module) -> dict:
+        if backend == "solo":
+            return solo_linear(net, feature_dim, payload["backbone"], splits, cfg, run_cfg)
+        return probe(net, splits, cfg)
+
     torch.manual_seed(int(cfg.seed))
-    results = {"pretrained": probe(backbone, splits, cfg)}
+    results = {"backend": backend, "pretrained": evaluate(backbone)}
     if cfg.compare_random:
         torch.manual_seed(int(cfg.seed))
         random_backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
-        results["random_backbone"] = probe(random_backbone, splits, cfg)
+        results["random_backbone"] = evaluate(random_backbone)
     results["data"] = {
         "source": cfg.data.source,
         "n_train": len(splits[0]),
@@ -99,14 +160,13 @@ def run_linear_eval(cfg: DictConfig) -> dict:
     out = (path if path.is_dir() else path.parent) / "linear.json"
     write_json(out, results)
     r = results["pretrained"]
+    what = "linear probe" if backend == "lightly" else "solo-learn linear"
     print(
-        f"linear probe ({payload['backbone']}, {run_cfg.method} pretrained): "
+        f"{what} ({payload['backbone']}, {run_cfg.method} pretrained): "
         f"top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  on {len(splits[2])} test images"
     )
     if "random_backbone" in results:
         rr = results["random_backbone"]
-        print(
-            f"linear probe (same backbone, random init):       top-1 {rr['top1']:.2f}%  top-5 {rr['top5']:.2f}%"
-        )
+        print(f"{what} (same backbone, random init):       top-1 {rr['top1']:.2f}%  top-5 {rr['top5']:.2f}%")
     print(f"results: {out}")
     return results

@@ -29,12 +29,16 @@ from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.methods import SSLMethod, method_class
+from solo_mlvgm.methods import method_class
 from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
 from solo_mlvgm.views.grid import save_level_grid
 from solo_mlvgm.views.spec import ViewSpec
 
-BACKENDS = ("lightly",)
+BACKENDS = ("auto", "solo", "lightly")
+SOLO_INSTALL = (
+    "install it from its repository: git clone https://github.com/vturrisi/solo-learn && "
+    "pip install --no-deps -e solo-learn (README, 'solo-learn backend')"
+)
 DATA_SOURCES = ("continuous", "image_folder", "dali")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -42,12 +46,42 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 @dataclass
 class Pretraining:
     cfg: DictConfig
-    method: SSLMethod
+    method: pl.LightningModule  # an SSLMethod (lightly) or a solo-learn method (solo)
     data: pl.LightningDataModule
     trainer: pl.Trainer
     generator: MultiLatentGenerator | None
     spec: ViewSpec
     run_dir: Path
+
+
+def solo_importable() -> bool:
+    """Whether solo-learn can be imported (``backend: auto`` then trains with it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import solo.methods  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(requested: str, method: str | None = None) -> str:
+    """``solo`` or ``lightly``: ``auto`` is solo when solo-learn is importable and has the method (our
+    ``supervised`` baseline is lightly-only; ``method=None``: any), else lightly; ``solo`` without
+    solo-learn is an error."""
+    if requested not in BACKENDS:
+        raise ConfigError(f"backend '{requested}' is not available; available: {', '.join(BACKENDS)}")
+    if requested == "lightly":
+        return "lightly"
+    if not solo_importable():
+        if requested == "solo":
+            raise ConfigError(f"backend=solo needs solo-learn, which is not importable; {SOLO_INSTALL}")
+        return "lightly"
+    if requested == "auto" and method is not None:
+        from solo_mlvgm import solo as bridge
+
+        return "solo" if method in bridge.pretraining_methods() else "lightly"
+    return "solo"
 
 
 def build_generator_from_cfg(cfg: DictConfig) -> MultiLatentGenerator:
@@ -79,9 +113,7 @@ def load_views_file(path: str) -> DictConfig:
 
 def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     """Check and build method, data source and trainer; raise ``ConfigError`` on any bad input."""
-    backend = cfg.get("backend", "lightly")
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKENDS)}")
+    backend = resolve_backend(str(cfg.get("backend", "auto")), str(cfg.method))
     resume = cfg.get("resume_from_checkpoint")
     if resume and not Path(resume).is_file():
         raise ConfigError(
@@ -89,8 +121,13 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         )
     if int(cfg.seed) < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
-    cls = method_class(cfg.method)
-    cfg = cls.validate_cfg(cfg)
+    if backend == "lightly":
+        cls = method_class(cfg.method)
+        cfg = cls.validate_cfg(cfg)
+    else:
+        from solo_mlvgm import solo as bridge
+
+        bridge.check_method(str(cfg.method))
     trainer = _build_trainer(cfg, run_dir)
     if cfg.get("views_file"):
         with open_dict(cfg):
@@ -153,7 +190,17 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         if given == "auto":
             cfg.data.num_classes = int(num_classes)
         cfg.backend = backend
-    method = cls(cfg)
+    method: pl.LightningModule
+    if backend == "lightly":
+        method = cls(cfg)
+    else:
+        method = bridge.build_solo_method(
+            cfg,
+            num_classes=int(cfg.data.num_classes),
+            num_devices=trainer.num_devices,
+            num_nodes=trainer.num_nodes,
+            train_path=cfg.data.get("train_path") if source in ("image_folder", "dali") else None,
+        )
     return Pretraining(cfg, method, data, trainer, generator, spec, run_dir)
 
 
@@ -218,8 +265,14 @@ def _write_start(job: Pretraining) -> None:
     device = (
         f"{type(trainer.accelerator).__name__.removesuffix('Accelerator').lower()} x {trainer.num_devices}"
     )
+    backend = str(cfg.backend)
+    if backend == "solo":
+        from solo_mlvgm import solo as bridge
+
+        backend = f"solo (solo-learn {bridge.solo_version()}, {type(job.method).__name__})"
+        save_config(run_dir / "solo_config.yaml", job.method.cfg)
     print(
-        f"backend: {cfg.backend} | method: {cfg.method} | backbone: {cfg.backbone.name} | "
+        f"backend: {backend} | method: {cfg.method} | backbone: {cfg.backbone.name} | "
         f"data: {cfg.data.source} | device: {device} | precision: {trainer.precision}"
     )
     if job.generator is not None:
@@ -255,6 +308,8 @@ def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
     """Train and write the run folder: config.yaml, view_grid.png, checkpoints/last.ckpt, backbone.pt."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
+    # solo-learn's methods define a validation step; these runs have no validation data
+    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
     job = build_pretraining(cfg, run_dir)
     _write_start(job)
     start = time.perf_counter()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from solo_mlvgm.methods import build_backbone
+from solo_mlvgm.pretrain import solo_importable
 
 from .conftest import ROOT, TINY
 
@@ -22,12 +23,14 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
+    """With the default ``backend: auto``: solo-learn where it is installed, lightly otherwise."""
+    backend = "solo" if solo_importable() else "lightly"
     run_dir = tmp_path / "run"
     done = _run(
         "main_pretrain.py", "--config-name", "mlvgm_simsiam", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "backend: lightly" in done.stdout
+    assert f"backend: {backend}" in done.stdout
     for name in ("config.yaml", "view_grid.png", "backbone.pt", "checkpoints/last.ckpt", "pretrain.json"):
         assert (run_dir / name).is_file(), name
     assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
@@ -35,7 +38,8 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
     payload = torch.load(run_dir / "backbone.pt", weights_only=True)
     net, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
     net.load_state_dict(payload["state_dict"])
-    assert payload["config"]["method"] == "simsiam" and payload["config"]["backend"] == "lightly"
+    assert payload["config"]["method"] == "simsiam" and payload["config"]["backend"] == backend
+    assert json.loads((run_dir / "pretrain.json").read_text())["backend"] == backend
 
     linear = _run(
         "main_linear.py",
@@ -43,11 +47,13 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
         "data.n_train=300",
         "data.n_test=200",
         "probe.epochs=3",
+        "solo_linear.max_epochs=2",
         cwd=tmp_path,
     )
     assert linear.returncode == 0, linear.stderr[-3000:]
     assert "top-1" in linear.stdout and "random init" in linear.stdout
     results = json.loads((run_dir / "linear.json").read_text())
+    assert results["backend"] == backend
     assert 0 <= results["pretrained"]["top1"] <= 100 and results["data"]["n_test"] == 200
     assert results["pretrained"]["top5"] >= results["pretrained"]["top1"]
 

@@ -11,7 +11,12 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods import PRETRAINING_METHODS, build_backbone
 from solo_mlvgm.pretrain import build_pretraining
 
-from .conftest import TINY, TINY_RUN, compose_cfg
+from .conftest import TINY as _TINY
+from .conftest import TINY_RUN as _TINY_RUN
+from .conftest import compose_cfg
+
+# These tests check the lightly backend's own behaviour (tests/test_solo_backend.py covers solo-learn's).
+TINY, TINY_RUN = [*_TINY, "backend=lightly"], [*_TINY_RUN, "backend=lightly"]
 
 
 @pytest.mark.parametrize("method", PRETRAINING_METHODS)

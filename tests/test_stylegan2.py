@@ -586,6 +586,7 @@ def test_byol_trains_on_continuous_sampling_from_a_stylegan2_checkpoint(tmp_path
         "mlvgm_byol",
         [
             *TINY,
+            "backend=lightly",  # checks the lightly method's missing classifier
             "generator=stylegan2",
             f"generator.checkpoint={tmp_path / 'g.pt'}",
             "views=stylegan2_single_random",

@@ -27,13 +27,13 @@ import lightning.pytorch as pl
 import torch
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.mi_quant import MIQuant
-from solo_mlvgm.pretrain import build_generator_from_cfg, make_trainer, quiet_lightning
+from solo_mlvgm.pretrain import build_generator_from_cfg, make_trainer, quiet_lightning, resolve_backend
 from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
 from solo_mlvgm.quantify.plots import plot_loss_curves, plot_mu_sigma
 from solo_mlvgm.quantify.recommend import recommended_views
@@ -44,7 +44,8 @@ from solo_mlvgm.views.walker import save_walker
 
 MC_STREAM = EVAL_STREAM + 100  # Monte Carlo anchors: a stream no training batch or eval split uses
 # Keys that may differ between a run and its resumption: they do not change a finished level's result.
-RESUME_FREE_KEYS = ("levels", "recommend", "resume", "accelerator", "devices", "log_every_n_steps")
+# The backend only changes which registry the (same) module comes from.
+RESUME_FREE_KEYS = ("levels", "recommend", "resume", "accelerator", "devices", "log_every_n_steps", "backend")
 
 
 def selected_levels(cfg: DictConfig, generator: MultiLatentGenerator) -> list[tuple[str, tuple[int, ...]]]:
@@ -69,6 +70,8 @@ def check_cfg(cfg: DictConfig) -> DictConfig:
     if int(cfg.seed) < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
     cfg = MIQuant.validate_cfg(cfg)
+    with open_dict(cfg):
+        cfg.backend = resolve_backend(str(cfg.get("backend", "auto")))
     if int(cfg.monte_carlo.samples) < 2 or int(cfg.monte_carlo.chunk) < 1:
         raise ConfigError("monte_carlo.samples must be >= 2 and monte_carlo.chunk >= 1")
     rec = cfg.recommend
@@ -114,12 +117,28 @@ def read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def build_module(
+    cfg: DictConfig, generator: MultiLatentGenerator, name: str, indices: tuple[int, ...]
+) -> MIQuant:
+    """The level's mi_quant module; with backend=solo, built by name from solo-learn's ``METHODS``."""
+    if cfg.get("backend") != "solo":
+        return MIQuant(cfg, generator, indices, name)
+    from solo.methods import METHODS
+
+    from solo_mlvgm import solo as _bridge  # noqa: F401 - registers mi_quant in METHODS
+
+    level_cfg = cfg.copy()
+    with open_dict(level_cfg):
+        level_cfg.level = name
+    return METHODS["mi_quant"](level_cfg, generator=generator, indices=indices)
+
+
 def quantify_level(
     cfg: DictConfig, generator: MultiLatentGenerator, name: str, indices: tuple[int, ...], level_dir: Path
 ) -> dict[str, Any]:
     """Train one level's walker until the gamma stop (or the budget), save it, and measure mu and sigma."""
     pl.seed_everything(int(cfg.seed), verbose=False)
-    module = MIQuant(cfg, generator, indices, name)
+    module = build_module(cfg, generator, name, indices)
     trainer = _build_trainer(cfg)
     tickets = torch.utils.data.DataLoader(range(int(cfg.max_steps)), batch_size=None)
     start = time.perf_counter()
@@ -156,6 +175,7 @@ def quantify_level(
         "delta_norm_at_stop": at_stop["delta_norm"],
         "mc_samples": stats.samples,
         "encoder_mode": str(cfg.method_kwargs.encoder_mode),
+        "backend": str(cfg.get("backend", "lightly")),
         "seconds": seconds,
     }
     _write_level(cfg, generator, module, record, level_dir)
@@ -203,7 +223,7 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
 
     kw = cfg.method_kwargs
     print(
-        f"mi_quant: generator {cfg.generator.name}, levels {[n for n, _ in levels]}, encoder "
+        f"mi_quant ({cfg.backend} backend): generator {cfg.generator.name}, levels {[n for n, _ in levels]}, encoder "
         f"{cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, budget {cfg.max_steps} steps per level"
     )
     records = []

@@ -1,0 +1,439 @@
+"""The solo-learn bridge: solo-learn's own methods and linear evaluation on our data sources.
+
+Importing this module needs solo-learn (1.0.6, installed from its repository) and registers, in
+solo-learn's own registries:
+
+- ``solo.methods.METHODS["mi_quant"]``: the MI-quantification method, buildable by name from a solo-style
+  cfg (``generator``, ``level``, ``method_kwargs``, ``optimizer``, ``backbone``, ``max_steps``);
+- ``BaseMethod._BACKBONES["convnet6"]``: our CPU-sized backbone, so the toy-world configs run unchanged.
+
+``build_solo_method`` turns one of our run configs into ``solo.methods.METHODS[cfg.method]`` through
+solo-learn's own ``parse_cfg``. What solo-learn expects but our runs do not have is filled here, so a user
+never meets it:
+
+- the dataset whitelist and class count: a generator run gets a dataset name made from its generator and
+  views (``mlvgm-<generator>-<hash>``, so anything solo keys on the dataset, its AutoResumer included, tells
+  generators apart), registered with the generator's class count while ``parse_cfg`` runs; an image folder
+  is solo's ``custom`` dataset, its classes counted by solo from the folder;
+- ``devices`` as a list (solo takes ``len(cfg.devices)``), the trainer's strategy kept ours;
+- no labels: the online classifier's cross-entropy over targets that are all -1 is NaN in solo; here its
+  loss is a zero that keeps the classifier in the graph, and its metrics are not logged; kNN evaluation
+  and the momentum classifier are switched off;
+- ``classifier_lr`` scaled per 256 images like ``lr`` (solo only scales it when a validation path is set);
+- checkpoints: SimSiam's scheduler carries a ``functools.partial`` that ``torch.load(weights_only=True)``
+  rejects under torch >= 2.6; it is left out of the saved scheduler state (it is rebuilt by
+  ``configure_optimizers`` on resume), and the run exports a backbone-only ``backbone.pt`` as always;
+- solo's AutoResumer and Checkpointer are not used: runs resume with ``resume_from_checkpoint``.
+
+The generator never becomes part of solo's module: batches come from our datamodules (Continuous Sampling
+renders them on the device after the transfer), so it is never checkpointed, DDP-wrapped, converted to
+channels_last, or put in training mode by solo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+with warnings.catch_warnings():  # solo-learn's imports warn about deprecated torch/timm APIs
+    warnings.simplefilter("ignore")
+    import solo.args.linear as solo_linear_args
+    import solo.args.pretrain as solo_pretrain_args
+    from solo.methods import METHODS
+    from solo.methods.base import BaseMethod
+    from solo.methods.linear import LinearModel
+    from solo.utils.misc import make_contiguous
+
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.methods import METHODS as OUR_METHODS
+from solo_mlvgm.methods.backbones import BACKBONES, build_backbone
+from solo_mlvgm.methods.mi_quant import MIQuant
+
+# solo-learn entries that are not two-view pretraining methods of ours to run from main_pretrain.py
+NOT_PRETRAINING = ("base", "linear", "mi_quant")
+# the online classifier's metrics (solo's BaseMethod logs them every step)
+CLASSIFIER_METRICS = ("train_class_loss", "train_acc1", "train_acc5")
+
+
+def solo_version() -> str:
+    try:
+        return importlib.metadata.version("solo-learn")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ------------------------------------------------------------------ backbones
+def _solo_backbone(name: str):
+    """A solo-style backbone factory ``(method, **kwargs) -> module`` for one of our backbones: the same
+    architecture and state-dict keys on both backends, with ``num_features`` as solo reads it."""
+
+    def build(method: str | None = None, small_image_stem: bool = False, **kwargs: Any) -> nn.Module:
+        if kwargs:
+            raise TypeError(f"backbone '{name}' takes no kwargs {sorted(kwargs)} (only small_image_stem)")
+        net, dim = build_backbone(name, bool(small_image_stem))
+        net.num_features = dim  # solo reads num_features (inplanes for ResNets, which they have)
+        return net
+
+    build.__name__ = name
+    return build
+
+
+OUR_BACKBONES = {name: _solo_backbone(name) for name in BACKBONES}
+
+
+class SoloMIQuant(MIQuant):
+    """``mi_quant`` as solo-learn builds it: ``METHODS["mi_quant"](cfg)`` from a solo-style cfg with a
+    ``generator`` block and the ``level`` (or group) to quantify. ``main_quantify.py`` passes the generator
+    it already built. Its batches are step numbers; a solo-learn batch ``[indexes, views, targets]`` is
+    accepted too, its images unused: the method renders its own pairs from the generator."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        generator: MultiLatentGenerator | None = None,
+        indices: tuple[int, ...] | None = None,
+    ) -> None:
+        cfg = self.add_and_assert_specific_cfg(cfg)
+        if generator is None:
+            from solo_mlvgm.pretrain import build_generator_from_cfg
+
+            generator = build_generator_from_cfg(cfg.generator)
+        level = str(cfg.level)
+        super().__init__(cfg, generator, indices or generator.resolve(level), level)
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: DictConfig) -> DictConfig:
+        """solo's convention: fill defaults and check the cfg (here: our checks, as ``ConfigError``)."""
+        if not cfg.get("level"):
+            raise ConfigError("mi_quant under solo-learn needs cfg.level: the level or group to quantify")
+        return MIQuant.validate_cfg(cfg)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        if isinstance(batch, list | tuple):  # a solo-learn batch: the step number is what matters
+            batch = torch.tensor(self.trainer.fit_loop.total_batch_idx)
+        return super().training_step(batch, batch_idx)
+
+
+# What importing the bridge registers in solo-learn (idempotent).
+for _name, _factory in OUR_BACKBONES.items():
+    BaseMethod._BACKBONES.setdefault(_name, _factory)
+METHODS["mi_quant"] = SoloMIQuant
+
+
+# -------------------------------------------------------------------- methods
+class _OurData:
+    """Mixed in before a solo-learn method: our backbones, and no NaN or misleading metric without labels."""
+
+    _BACKBONES = {**BaseMethod._BACKBONES, **OUR_BACKBONES}
+
+    @property
+    def has_labels(self) -> bool:
+        return not bool(self.cfg.data.no_labels)
+
+    def _base_shared_step(self, X: Tensor, targets: Tensor) -> dict:
+        if self.has_labels:
+            return super()._base_shared_step(X, targets)
+        out = self(X)
+        # Every target is -1: cross-entropy with ignore_index=-1 would be NaN. A zero loss that still
+        # touches the classifier keeps DDP's used-parameter check happy and changes nothing.
+        zero = out["logits"].sum() * 0.0
+        out.update({"loss": zero, "acc1": zero.detach(), "acc5": zero.detach()})
+        return out
+
+    def log_dict(self, dictionary: dict, *args: Any, **kwargs: Any) -> None:
+        if not self.has_labels:
+            dictionary = {k: v for k, v in dictionary.items() if k not in CLASSIFIER_METRICS}
+        if dictionary:
+            super().log_dict(dictionary, *args, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # SimSiam's static-lr predictor wraps the scheduler's get_lr in a functools.partial, which
+        # torch.load(weights_only=True) rejects; configure_optimizers rebuilds it on resume.
+        for state in checkpoint.get("lr_schedulers", []):
+            state.pop("get_lr", None)
+        super().on_save_checkpoint(checkpoint)
+
+
+@cache
+def solo_method_class(name: str) -> type:
+    """``METHODS[name]`` with our data handling mixed in (``_OurData``)."""
+    base = METHODS[name]
+    return type(base.__name__, (_OurData, base), {"__module__": __name__, "__qualname__": base.__name__})
+
+
+def pretraining_methods() -> list[str]:
+    return sorted(n for n in METHODS if n not in NOT_PRETRAINING)
+
+
+def check_method(name: str) -> None:
+    if name not in METHODS or name in NOT_PRETRAINING:
+        hint = (
+            " (run python main_quantify.py --config-name mi_quant)"
+            if name == "mi_quant"
+            else " (it is a method of the lightly backend: backend=lightly)"
+            if name in OUR_METHODS
+            else ""
+        )
+        raise ConfigError(
+            f"method '{name}' is not a solo-learn pretraining method{hint}; known: {', '.join(pretraining_methods())}"
+        )
+
+
+# --------------------------------------------------------------------- config
+@contextlib.contextmanager
+def registered_dataset(module: ModuleType, dataset: str, num_classes: int) -> Iterator[None]:
+    """``dataset`` in a solo ``args`` module's whitelist with ``num_classes``, while ``parse_cfg`` runs."""
+    supported, counts = module._SUPPORTED_DATASETS, module._N_CLASSES_PER_DATASET
+    added = dataset not in supported
+    if added:
+        supported.append(dataset)
+    before = counts.get(dataset)
+    counts[dataset] = int(num_classes)
+    try:
+        yield
+    finally:
+        if added:
+            supported.remove(dataset)
+        if before is None:
+            counts.pop(dataset, None)
+        else:
+            counts[dataset] = before
+
+
+def generator_dataset_name(cfg: DictConfig) -> str:
+    """A dataset name for a generator run: the generator's name plus a hash of generator and views."""
+    data = {
+        "generator": OmegaConf.to_container(cfg.generator, resolve=True),
+        "views": OmegaConf.to_container(cfg.views, resolve=True),
+    }
+    digest = hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"mlvgm-{cfg.generator.name}-{digest}"
+
+
+def _plain(cfg: DictConfig) -> DictConfig:
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.set_struct(out, False)
+    return out
+
+
+def _parse(
+    parse_cfg, module: ModuleType, cfg: DictConfig, dataset: str | None, num_classes: int
+) -> DictConfig:
+    """solo-learn's own ``parse_cfg``; its bare assertions become one-line ``ConfigError``s."""
+    registered = (
+        registered_dataset(module, dataset, max(1, num_classes)) if dataset else contextlib.nullcontext()
+    )
+    try:
+        with registered, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return parse_cfg(cfg)
+    except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"solo-learn rejected the config: {type(err).__name__} {err}".strip()) from None
+
+
+def _optimizer_block(cfg: DictConfig) -> None:
+    """Our ``optimizer.kwargs.exclude_bias_n_norm`` is solo's ``optimizer.exclude_bias_n_norm_wd``."""
+    kwargs = cfg.optimizer.get("kwargs") or {}
+    if "exclude_bias_n_norm" in kwargs:
+        cfg.optimizer.exclude_bias_n_norm_wd = bool(kwargs["exclude_bias_n_norm"])
+        if cfg.optimizer.name != "lars":  # LARS takes it as a constructor argument too
+            del cfg.optimizer.kwargs["exclude_bias_n_norm"]
+
+
+def solo_pretrain_cfg(
+    cfg: DictConfig,
+    *,
+    num_classes: int,
+    num_devices: int,
+    num_nodes: int = 1,
+    train_path: str | None = None,
+) -> DictConfig:
+    """Our run config as solo-learn's ``parse_cfg`` makes it (``train_path``: the image folder, if any)."""
+    method = str(cfg.method)
+    check_method(method)
+    if cfg.get("auto_resume", {}).get("enabled"):
+        raise ConfigError(
+            "auto_resume is not used with solo_mlvgm runs: resume with "
+            "resume_from_checkpoint=<run>/checkpoints/last.ckpt"
+        )
+    s = _plain(cfg)
+    no_labels = int(num_classes) == 0
+    kw = s.get("method_kwargs") or {}
+    s.method_kwargs = kw
+    if method in OUR_METHODS:  # the lightly backend's defaults: the same heads on both backends
+        for key, value in getattr(OUR_METHODS[method], "defaults", {}).items():
+            kw.setdefault(key, value)
+    momentum = dict(s.get("momentum") or {})
+    for key in ("base_tau", "final_tau"):  # ours in method_kwargs, solo's in the momentum block
+        if key in kw:
+            momentum[key] = kw.pop(key)
+    if no_labels:
+        momentum["classifier"] = False
+    s.momentum = momentum
+    name = str(s.backbone.name)
+    user_kwargs = dict(s.backbone.get("kwargs") or {})
+    if name in OUR_BACKBONES:
+        user_kwargs["small_image_stem"] = bool(s.backbone.get("small_image_stem", False))
+    s.backbone.kwargs = user_kwargs
+    if name not in BaseMethod._BACKBONES:
+        raise ConfigError(
+            f"unknown backbone '{name}' for solo-learn; known: {', '.join(sorted(BaseMethod._BACKBONES))}"
+        )
+    _optimizer_block(s)
+    if s.optimizer.name not in BaseMethod._OPTIMIZERS:
+        raise ConfigError(
+            f"unknown optimizer '{s.optimizer.name}'; known: {', '.join(BaseMethod._OPTIMIZERS)}"
+        )
+    if s.scheduler.name not in BaseMethod._SCHEDULERS:
+        raise ConfigError(
+            f"unknown scheduler '{s.scheduler.name}'; known: {', '.join(BaseMethod._SCHEDULERS)}"
+        )
+    for key in ("lr", "classifier_lr", "batch_size"):
+        if not float(s.optimizer[key]) > 0:
+            raise ConfigError(f"optimizer.{key} must be > 0, got {s.optimizer[key]}")
+    knn = dict(s.get("knn_eval") or {})
+    if knn.get("enabled"):
+        print("note: knn_eval needs a labelled validation set, which these runs do not have: switched off")
+    s.knn_eval = {**knn, "enabled": False}
+    s.checkpoint = {"enabled": False}
+    s.auto_resume = {"enabled": False}
+    s.wandb = {"enabled": False}
+    dataset = None if train_path else generator_dataset_name(cfg)
+    s.data = {
+        "dataset": dataset or "custom",
+        "train_path": str(train_path) if train_path else None,
+        "val_path": None,
+        "format": "image_folder",
+        "no_labels": no_labels,
+        "num_workers": int(cfg.data.get("num_workers", 0)),
+    }
+    crop = int(cfg.data.get("crop_size") or cfg.data.get("resolution") or cfg.generator.get("resolution", 32))
+    s.augmentations = [{"crop_size": crop, "num_crops": 2}]  # two large crops, made by our datamodule
+    s.devices = list(range(int(num_devices)))
+    s.num_nodes = int(num_nodes)
+    s.strategy = str(cfg.get("strategy", "auto"))
+    s = _parse(solo_pretrain_args.parse_cfg, solo_pretrain_args, s, dataset, num_classes)
+    # solo scales classifier_lr per 256 images only when a validation path is set; ours always is.
+    s.optimizer.classifier_lr = (
+        float(s.optimizer.classifier_lr) * int(s.optimizer.batch_size) * len(s.devices) * s.num_nodes / 256
+    )
+    return s
+
+
+def _check_optimizer(s: DictConfig) -> None:
+    probe = [nn.Parameter(torch.zeros(1))]
+    try:
+        BaseMethod._OPTIMIZERS[s.optimizer.name](
+            probe,
+            lr=float(s.optimizer.lr),
+            weight_decay=float(s.optimizer.weight_decay),
+            **s.optimizer.kwargs,
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"optimizer.kwargs do not fit optimizer '{s.optimizer.name}': {err}") from None
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_solo() -> Iterator[None]:
+    """solo-learn's constructors warn through the root logger that step-wise schedulers "might generate
+    issues when resuming"; resuming is covered here (the scheduler state is saved and restored)."""
+    drop = _DropMessage("scheduler_interval=step")
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(drop)
+
+
+def build_solo_method(
+    cfg: DictConfig,
+    *,
+    num_classes: int,
+    num_devices: int,
+    num_nodes: int = 1,
+    train_path: str | None = None,
+) -> nn.Module:
+    """``solo.methods.METHODS[cfg.method]`` (with ``_OurData``) built from our run config, as solo's
+    main_pretrain.py builds it: parse_cfg, construction, make_contiguous, channels_last."""
+    s = solo_pretrain_cfg(
+        cfg, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes, train_path=train_path
+    )
+    _check_optimizer(s)
+    cls = solo_method_class(str(s.method))
+    try:
+        with _quiet_solo():
+            model = cls(s)
+    except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(
+            f"solo-learn could not build method '{s.method}' from this config: {type(err).__name__} {err}".strip()
+        ) from None
+    make_contiguous(model)
+    if not s.performance.disable_channel_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+# ---------------------------------------------------------------------- linear
+def solo_linear_cfg(
+    cfg: DictConfig, backbone_name: str, num_classes: int, dataset: str, train_path: str | None
+) -> DictConfig:
+    """solo-learn's linear cfg (``solo.args.linear.parse_cfg``) from ``cfg.solo_linear`` of linear.yaml."""
+    if num_classes < 5:
+        raise ConfigError(
+            f"solo-learn's linear method reports top-5 and needs >= 5 classes, got {num_classes}"
+        )
+    s = _plain(cfg.solo_linear)
+    s.name = "linear"
+    s.backbone = {"name": backbone_name, "kwargs": {}}
+    s.pretrained_feature_extractor = str(cfg.pretrained)
+    s.data = {
+        "dataset": "custom" if train_path else dataset,
+        "train_path": str(train_path) if train_path else None,
+        "val_path": str(cfg.data.get("val_path")) if train_path else None,
+        "format": "image_folder",
+        "num_workers": 0,
+    }
+    s.devices = [0]
+    s.checkpoint = {"enabled": False}
+    s.auto_resume = {"enabled": False}
+    s.wandb = {"enabled": False}
+    s = _parse(solo_linear_args.parse_cfg, solo_linear_args, s, None if train_path else dataset, num_classes)
+    _check_optimizer(s)
+    return s
+
+
+def build_linear_model(backbone: nn.Module, feature_dim: int, s: DictConfig) -> LinearModel:
+    """solo-learn's ``LinearModel`` around a (frozen) backbone of ``feature_dim`` features."""
+    if not hasattr(backbone, "inplanes"):
+        backbone.num_features = int(feature_dim)  # what solo reads for non-ResNet backbones
+    with _quiet_solo():
+        model = LinearModel(backbone, cfg=s)
+    make_contiguous(model)
+    if not s.performance.disable_channel_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model

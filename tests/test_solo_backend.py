@@ -1,0 +1,194 @@
+"""The solo-learn backend: our configs build solo-learn's own methods, train on our batches, and evaluate with
+solo-learn's linear method; mi_quant is registered in solo-learn's METHODS. Skipped without solo-learn."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip(
+    "solo", reason="solo-learn is not installed (install it from its repository to test the solo backend)"
+)
+
+from solo.methods import METHODS  # noqa: E402
+from solo.methods.base import BaseMethod  # noqa: E402
+
+from solo_mlvgm import solo as bridge  # noqa: E402
+from solo_mlvgm.data.export import export_image_folder  # noqa: E402
+from solo_mlvgm.errors import ConfigError  # noqa: E402
+from solo_mlvgm.linear_eval import run_linear_eval  # noqa: E402
+from solo_mlvgm.methods import build_backbone  # noqa: E402
+from solo_mlvgm.pretrain import build_pretraining, resolve_backend  # noqa: E402
+from solo_mlvgm.quantify import driver  # noqa: E402
+from solo_mlvgm.runs import BACKBONE_FILE, save_backbone  # noqa: E402
+
+from .conftest import TINY, compose_cfg  # noqa: E402
+
+SOLO = [*TINY, "backend=solo", "max_steps=2"]
+
+
+def _finite_metrics(trainer) -> dict[str, float]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert metrics and all(math.isfinite(v) for v in metrics.values()), metrics
+    return metrics
+
+
+def test_auto_is_solo_when_importable_and_lightly_without_it(monkeypatch):
+    assert resolve_backend("auto", "simsiam") == "solo"
+    assert resolve_backend("auto", "supervised") == "lightly"  # our baseline, not a solo-learn method
+    monkeypatch.setitem(sys.modules, "solo", None)
+    assert resolve_backend("auto", "simsiam") == "lightly"
+    with pytest.raises(ConfigError, match="backend=solo needs solo-learn.*git clone"):
+        resolve_backend("solo", "simsiam")
+
+
+@pytest.mark.parametrize("method", ["simclr", "simsiam", "byol"])
+def test_our_config_builds_and_trains_solo_learns_method(tmp_path, method):
+    job = build_pretraining(compose_cfg(f"mlvgm_{method}", SOLO), tmp_path)
+    model = job.method
+    assert isinstance(model, METHODS[method]) and job.cfg.backend == "solo"
+    # solo's own parse_cfg ran: dataset from the generator, classes from its labels, devices as a list
+    assert model.cfg.data.dataset.startswith("mlvgm-toyworld-") and model.cfg.data.num_classes == 10
+    assert list(model.cfg.devices) == [0]
+    assert model.cfg.optimizer.lr == pytest.approx(float(job.cfg.optimizer.lr) * 16 / 256)
+    # the same backbone architecture (and state-dict keys) as the lightly backend
+    ours, _ = build_backbone("convnet6", True)
+    assert model.backbone.state_dict().keys() == ours.state_dict().keys()
+    # the generator stays outside solo's module
+    assert not any("generator" in k for k in model.state_dict())
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    job.trainer.fit(model, datamodule=job.data)
+    assert job.trainer.global_step == 2
+    metrics = _finite_metrics(job.trainer)
+    assert "train_acc1" in metrics and "train_class_loss" in metrics
+    after = model.backbone.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
+    assert not job.data.generator.training and job.data.generator.device.type == "cpu"
+    # the Lightning checkpoint loads safely (SimSiam's scheduler partial is not saved)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == job.trainer.global_step
+
+
+@pytest.mark.parametrize("method", ["simsiam", "byol"])
+def test_no_labels_log_no_nan_and_no_classifier_metrics(tmp_path, method):
+    cfg = compose_cfg(
+        f"mlvgm_{method}",
+        [*SOLO, "generator.factors=[pose,color,texture]", "views.perturb={}", "+knn_eval.enabled=true"],
+    )
+    job = build_pretraining(cfg, tmp_path)
+    assert job.method.cfg.data.no_labels and not job.method.cfg.knn_eval.enabled
+    job.trainer.fit(job.method, datamodule=job.data)
+    metrics = _finite_metrics(job.trainer)
+    assert not any(k.startswith(bridge.CLASSIFIER_METRICS) for k in metrics), metrics
+    # solo's own step on all -1 targets is NaN: that is what the bridge avoids
+    _, views, targets = job.data.render(0, "cpu")
+    plain = METHODS[method]._base_shared_step(job.method, views[0], targets)
+    assert torch.isnan(plain["loss"])
+
+
+def test_image_folder_baseline_trains_the_same_solo_method(tmp_path, world):
+    folder = export_image_folder(world, tmp_path / "toy", n=40)
+    tiny = [o for o in SOLO if not o.startswith("data.")]
+    cfg = compose_cfg(
+        "mlvgm_simclr",
+        [*tiny, "data=image_folder", f"data.train_path={folder}", "data.num_workers=0", "views=real"],
+    )
+    job = build_pretraining(cfg, tmp_path / "run")
+    assert job.generator is None and isinstance(job.method, METHODS["simclr"])
+    assert job.method.cfg.data.dataset == "custom" and job.method.cfg.data.num_classes == 10
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert job.trainer.global_step == 2 and _finite_metrics(job.trainer)
+
+
+def test_dataset_names_tell_generators_apart():
+    a = bridge.generator_dataset_name(compose_cfg("mlvgm_simclr"))
+    b = bridge.generator_dataset_name(compose_cfg("mlvgm_simclr", ["generator.coupling=0.5"]))
+    assert a != b and a == bridge.generator_dataset_name(compose_cfg("mlvgm_simclr"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("method=supervised", "method 'supervised' is not a solo-learn pretraining method"),
+        ("method=mi_quant", "main_quantify.py"),
+        ("backbone.name=vit9", "unknown backbone 'vit9' for solo-learn"),
+        ("+optimizer.kwargs.betas=3", "optimizer.kwargs do not fit optimizer 'adamw'"),
+        ("+auto_resume.enabled=true", "resume_from_checkpoint"),
+    ],
+)
+def test_bad_solo_configs_fail_before_anything_is_written(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, override]), tmp_path)
+    assert "\n" not in str(err.value) and not any(tmp_path.iterdir())
+
+
+def test_mi_quant_is_registered_and_solo_builds_it_by_name(tmp_path):
+    assert METHODS["mi_quant"] is bridge.SoloMIQuant and "convnet6" in BaseMethod._BACKBONES
+    cfg = compose_cfg(
+        "mi_quant",
+        [
+            "+level=pose",
+            "max_steps=4",
+            "method_kwargs.encoder_warmup_steps=1",
+            "optimizer.batch_size=8",
+            "method_kwargs.proj_hidden_dim=16",
+            "method_kwargs.proj_output_dim=8",
+        ],
+    )
+    model = METHODS[cfg.method](cfg)  # as solo-learn's main_pretrain.py builds a method
+    assert model.level_name == "pose" and model.indices == (1,)
+    assert not any("generator" in k for k in model.state_dict())
+    # a solo-learn batch is accepted: the method renders its own pairs
+    batch = [torch.arange(8), [torch.zeros(8, 3, 32, 32)] * 2, torch.full((8,), -1)]
+    batches = torch.utils.data.DataLoader([batch] * 3, batch_size=None)
+    from solo_mlvgm.pretrain import make_trainer
+
+    trainer = make_trainer(
+        cfg, max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    walker = {k: v.clone() for k, v in model.walker.state_dict().items()}
+    trainer.fit(model, train_dataloaders=batches)
+    assert [h["step"] for h in model.history] == [0, 1, 2]
+    assert any(not torch.equal(walker[k], v) for k, v in model.walker.state_dict().items())
+
+
+def test_quantify_one_level_with_the_solo_backend(tmp_path):
+    cfg = compose_cfg(
+        "mi_quant",
+        [
+            "backend=solo",
+            "levels=[pose]",
+            "max_steps=6",
+            "method_kwargs.encoder_warmup_steps=2",
+            "optimizer.batch_size=8",
+            "monte_carlo.samples=64",
+            "log_every_n_steps=0",
+        ],
+    )
+    (record,) = driver.run_quantification(cfg, tmp_path / "run")
+    assert record["backend"] == "solo" and record["steps"] == 6 and math.isfinite(record["mu"])
+
+
+def test_solo_linear_evaluation_of_our_backbone(tmp_path, capsys):
+    run_cfg = compose_cfg("mlvgm_simclr", SOLO)
+    net, _ = build_backbone("convnet6", True)
+    save_backbone(tmp_path / BACKBONE_FILE, net, run_cfg)
+    cfg = compose_cfg(
+        "linear",
+        [
+            f"pretrained={tmp_path}",
+            "backend=solo",
+            "data.n_train=64",
+            "data.n_test=32",
+            "solo_linear.max_epochs=1",
+            "solo_linear.optimizer.batch_size=32",
+            "compare_random=false",
+        ],
+    )
+    results = run_linear_eval(cfg)
+    assert results["backend"] == "solo" and 0 <= results["pretrained"]["top1"] <= 100
+    assert results["pretrained"]["top5"] >= results["pretrained"]["top1"]
+    assert "solo-learn linear (convnet6, simclr pretrained)" in capsys.readouterr().out
