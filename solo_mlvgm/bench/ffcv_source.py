@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +38,27 @@ def keep_torch_threads() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def quiet_numba_finalizers() -> Iterator[None]:
+    """Collecting FFCV's compiled pipeline makes numba's dispatcher finalizer raise a KeyError (harmless,
+    printed as "Exception ignored in"); keep that one off the terminal while a source is released."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        tb = unraisable.exc_traceback
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+        if not (isinstance(unraisable.exc_value, KeyError) and "numba" in where):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def ffcv_missing() -> str | None:

@@ -171,6 +171,7 @@ class BenchReport:
 
     def plot(self, path: Path) -> None:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -187,6 +188,9 @@ class BenchReport:
                 co2_ax.plot(sizes, [1000 * c for c in co2], **style)
         for ax, label in ((time_ax, "minutes per epoch"), (co2_ax, "g CO2 per epoch")):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({p["batch_size"] for p in self.points}))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             ax.set_xlabel("batch size (per device)")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)

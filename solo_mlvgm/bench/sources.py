@@ -100,9 +100,15 @@ def open_source(name: str, setup: SourceSetup, batch_size: int, steps: int) -> I
     try:
         yield batches
     finally:
-        batches.close()  # runs the source's own clean-up (FFCV stops its epoch thread)
-        del batches
-        gc.collect()  # DataLoader workers and DALI pipelines end with their last reference
+        quiet = contextlib.nullcontext()
+        if name == "ffcv":
+            from solo_mlvgm.bench.ffcv_source import quiet_numba_finalizers
+
+            quiet = quiet_numba_finalizers()
+        with quiet:
+            batches.close()  # runs the source's own clean-up (FFCV stops its epoch thread)
+            del batches
+            gc.collect()  # DataLoader workers and DALI pipelines end with their last reference
         if name == "dali" and setup.device.type == "cuda":
             from nvidia.dali.backend import ReleaseUnusedMemory
 
