@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from solo_mlvgm.data.continuous import ContinuousSampling
-from solo_mlvgm.data.dali import DaliImageFolderData
+from solo_mlvgm.data.dali import DaliImageFolder, DaliImageFolderData
 from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
@@ -40,7 +40,14 @@ SOLO_INSTALL = (
     "pip install --no-deps -e solo-learn (README, 'solo-learn backend')"
 )
 DATA_SOURCES = ("continuous", "image_folder", "dali")
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+def generator_autocast(name: str) -> torch.dtype | None:
+    """The dtype of ``data.autocast`` (the generator's precision on a GPU)."""
+    if name not in AUTOCAST_DTYPES:
+        raise ConfigError(f"data.autocast must be one of {list(AUTOCAST_DTYPES)}, got '{name}'")
+    return AUTOCAST_DTYPES[name]
 
 
 @dataclass
@@ -142,8 +149,6 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     data: pl.LightningDataModule
     if source == "continuous":
         generator = build_generator_from_cfg(cfg.generator)
-        if cfg.data.autocast not in _AUTOCAST:
-            raise ConfigError(f"data.autocast must be one of {list(_AUTOCAST)}, got '{cfg.data.autocast}'")
         data = ContinuousSampling(
             generator,
             spec,
@@ -151,7 +156,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
             epoch_size=int(cfg.data.epoch_size),
             seed=int(cfg.seed),
             crop_size=cfg.data.get("crop_size"),
-            autocast_dtype=_AUTOCAST[cfg.data.autocast],
+            autocast_dtype=generator_autocast(str(cfg.data.autocast)),
             channels_last=bool(cfg.data.get("channels_last", True)),
             world_size=trainer.world_size,
         )
@@ -161,14 +166,16 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
             raise ConfigError(f"data={source} needs data.train_path=<folder of class subfolders>")
         if source == "dali":
             data = DaliImageFolderData(
-                cfg.data.train_path,
-                batch_size=batch_size,
-                size=int(cfg.data.resolution),
-                pixel=spec.pixel,
-                crop_min_scale=spec.crop_min_scale,
-                device=_dali_device(str(cfg.data.get("device", "auto")), trainer),
-                num_threads=int(cfg.data.num_threads),
-                seed=int(cfg.seed),
+                DaliImageFolder(
+                    cfg.data.train_path,
+                    batch_size=batch_size,
+                    size=int(cfg.data.resolution),
+                    pixel=spec.pixel,
+                    crop_min_scale=spec.crop_min_scale,
+                    device=_dali_device(str(cfg.data.get("device", "auto")), trainer),
+                    num_threads=int(cfg.data.num_threads),
+                    seed=int(cfg.seed),
+                )
             )
         else:
             data = ImageFolderData(

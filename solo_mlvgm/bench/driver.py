@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,19 +32,23 @@ from solo_mlvgm.bench.sources import (
     open_source,
     prefetch_depth,
 )
-from solo_mlvgm.bench.step import TrainingStep, check_precision
+from solo_mlvgm.bench.step import TrainingStep, precision_dtype
 from solo_mlvgm.data.continuous import place_generator
-from solo_mlvgm.data.export import FORMATS, check_export_target, export_image_folder
+from solo_mlvgm.data.export import (
+    FORMATS,
+    check_export_target,
+    export_image_folder,
+    export_is_complete,
+    export_manifest,
+)
 from solo_mlvgm.data.real import AUGMENT_PLACES
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.pretrain import build_generator_from_cfg, load_views_file
+from solo_mlvgm.pretrain import build_generator_from_cfg, generator_autocast, load_views_file
 from solo_mlvgm.runs import point_latest, save_config
 from solo_mlvgm.timing import device_name
 from solo_mlvgm.views.sampler import ViewSampler
 from solo_mlvgm.views.spec import ViewSpec
-
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,6 @@ class BenchOptions:
                 f"bench.energy.country must be an ISO 3166 alpha-3 code (USA, FRA, ...), got '{country}'"
             )
         export_dir = Path(b.export.dir) if b.export.get("dir") else None
-        if export_dir is not None and folder_sources:
-            check_export_target(export_dir)
         return cls(
             sources=sources,
             batch_sizes=sorted(set(sizes)),
@@ -160,9 +163,9 @@ def default_export_dir(cfg: DictConfig, generator: MultiLatentGenerator, n: int,
 def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Validate everything, then measure; results are rewritten after every point (a crash keeps them)."""
     opts = BenchOptions.from_config(cfg)
-    check_precision(cfg.precision, opts.device)
-    if cfg.data.autocast not in _AUTOCAST:
-        raise ConfigError(f"data.autocast must be one of {list(_AUTOCAST)}, got '{cfg.data.autocast}'")
+    if precision_dtype(cfg.precision) is not None and opts.device.type == "cpu":
+        warnings.warn("bf16-mixed on a CPU is emulated on most CPUs and slow", stacklevel=2)
+    autocast_dtype = generator_autocast(str(cfg.data.autocast))
     if cfg.get("views_file"):
         cfg.views = load_views_file(cfg.views_file)
     spec = ViewSpec.from_config(cfg.views)
@@ -198,7 +201,7 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         size=size,
         folder=folder,
         seed=int(cfg.seed),
-        autocast_dtype=_AUTOCAST[cfg.data.autocast],
+        autocast_dtype=autocast_dtype,
         channels_last=channels_last,
         torch_workers=int(b.torch.num_workers),
         torch_augment_on=str(b.torch.augment_on),
@@ -210,27 +213,28 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     report = BenchReport(run_dir, opts, describe(cfg, opts, generator, size, folder), skipped)
     print(report.header())
     order = ["limit", *[s for s in active if s != "limit"]]  # the limit first: every ratio refers to it
-    for batch_size in opts.batch_sizes:
-        limit_rate = None
-        for name in order:
-            row = _measure_point(cfg, setup, opts, name, batch_size)
-            limit_rate = limit_rate or row["img_s"]
-            row["ratio_to_limit"] = row["img_s"] / limit_rate
-            report.add(row)
-            report.write()
-        if "continuous" in active:
-            report.add_roofline(batch_size, _generator_rate(setup, opts, batch_size))
-            report.write()
+    with warnings.catch_warnings():  # the method's self.log outside a Trainer only warns
+        warnings.filterwarnings("ignore", message=".*self.log.*")
+        for batch_size in opts.batch_sizes:
+            limit_rate = None
+            for name in order:
+                row = _measure_point(cfg, setup, opts, name, batch_size)
+                limit_rate = limit_rate or row["img_s"]
+                row["ratio_to_limit"] = row["img_s"] / limit_rate
+                report.add(row)
+                report.write()
+            if "continuous" in active:
+                report.add_roofline(batch_size, _generator_rate(setup, opts, batch_size))
+                report.write()
     report.finish()
     return report.results()
 
 
 def _export(generator: MultiLatentGenerator, folder: Path, opts: BenchOptions, seed: int) -> None:
-    manifest = folder / "manifest.json"
-    before = manifest.stat().st_mtime_ns if manifest.exists() else None
+    request = export_manifest(generator, opts.export_n, seed, opts.export_format)
+    reused = export_is_complete(folder, request)
     start = time.perf_counter()
     export_image_folder(generator, folder, opts.export_n, seed=seed, fmt=opts.export_format)
-    reused = before is not None and manifest.stat().st_mtime_ns == before
     took = time.perf_counter() - start
     what = "reused" if reused else "wrote"
     print(f"export: {what} {opts.export_n} {opts.export_format} images in {folder} ({took:.1f} s)")

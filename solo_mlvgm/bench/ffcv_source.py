@@ -25,6 +25,8 @@ from solo_mlvgm.data.real import list_image_folder, load_rgb
 from solo_mlvgm.runs import replace_atomically
 from solo_mlvgm.views.pixel import build_color_augment
 
+BATCHES_AHEAD = 3  # batches FFCV prepares ahead of the step (its default)
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -146,7 +148,7 @@ def ffcv_batches(setup: SourceSetup, batch_size: int, passes: int) -> Iterator[l
             order=OrderOption.SEQUENTIAL,  # over ``passes`` permutations: an image repeats only across passes
             drop_last=True,
             indices=np.concatenate([rng.permutation(len(listing.files)) for _ in range(passes)]),
-            batches_ahead=3,
+            batches_ahead=BATCHES_AHEAD,
             pipelines={
                 "view_1": view(),
                 "view_2": view(),

@@ -27,6 +27,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from solo_mlvgm.data.continuous import ContinuousSampling
+from solo_mlvgm.data.dali import PREFETCH_DEPTH as DALI_PREFETCH_DEPTH
 from solo_mlvgm.data.dali import DaliImageFolder, dali_missing
 from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.generators.base import MultiLatentGenerator
@@ -34,8 +35,6 @@ from solo_mlvgm.views.spec import ViewSpec
 
 SOURCES = ("limit", "continuous", "torch", "dali", "ffcv")
 FOLDER_SOURCES = ("torch", "dali", "ffcv")
-DALI_QUEUE = 2  # batches a DALI pipeline prepares ahead
-FFCV_AHEAD = 3  # FFCV's default batches_ahead
 
 
 @dataclass
@@ -74,7 +73,11 @@ def prefetch_depth(name: str, setup: SourceSetup) -> int:
     is served from a queue filled while the clock was stopped."""
     if name == "torch":
         return 2 * setup.torch_workers  # prefetch_factor 2 per worker
-    return {"dali": DALI_QUEUE, "ffcv": FFCV_AHEAD}.get(name, 0)
+    if name == "ffcv":
+        from solo_mlvgm.bench.ffcv_source import BATCHES_AHEAD
+
+        return BATCHES_AHEAD
+    return DALI_PREFETCH_DEPTH if name == "dali" else 0
 
 
 def continuous_sampling(setup: SourceSetup, batch_size: int) -> ContinuousSampling:

@@ -18,11 +18,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from solo_mlvgm.data.real import FolderListing, list_image_folder
+from solo_mlvgm.data.real import list_image_folder
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, check_pixel_options
 
 READER = "reader"
+PREFETCH_DEPTH = 2  # batches the pipeline prepares ahead of the step
 
 
 def dali_missing() -> str | None:
@@ -64,37 +65,12 @@ def _view(images, preset: str, size: int, crop_min_scale: float, rgb_scale: list
     )
 
 
-def check_dali_options(
-    root: str | Path,
-    batch_size: int,
-    pixel: str,
-    crop_min_scale: float,
-    device: str,
-    num_threads: int,
-    world_size: int = 1,
-) -> FolderListing:
-    """Every reason the loader could not start, as one ``ConfigError``, before anything runs; the listing."""
-    missing = dali_missing()
-    if missing:
-        raise ConfigError(missing)
-    check_pixel_options(pixel, crop_min_scale)
-    if device not in ("auto", "cpu", "gpu"):
-        raise ConfigError(f"DALI device must be auto, cpu or gpu, got '{device}'")
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("DALI device=gpu needs a CUDA device; use device=cpu (or auto)")
-    if batch_size < 1 or num_threads < 1:
-        raise ConfigError(f"batch_size and num_threads must be >= 1, got {batch_size}, {num_threads}")
-    listing = list_image_folder(root)
-    if len(listing.files) // world_size < batch_size:
-        raise ConfigError(
-            f"image folder '{root}' has {len(listing.files)} images, fewer than one batch ({batch_size}) per rank"
-        )
-    return listing
-
-
 class DaliImageFolder:
     """An iterable of solo-learn batches over an ImageFolder, one epoch per iteration (last partial batch
-    dropped), sharded over ranks. Batches come out on the pipeline's device (the GPU, or the CPU)."""
+    dropped). Every option is checked when it is made; the pipeline is built at the first iteration, on the
+    shard ``shard(rank, world_size)`` chose (rank 0 of 1 by default). Batches come out on the pipeline's
+    device (the current GPU, or the CPU). ``passes`` > 1 chains that many permutations of the folder into one
+    epoch (no reset at every pass's end; an image repeats only across a pass boundary)."""
 
     def __init__(
         self,
@@ -106,38 +82,72 @@ class DaliImageFolder:
         device: str = "auto",
         num_threads: int = 2,
         seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
         passes: int = 1,
     ) -> None:
-        if passes < 1:
-            raise ConfigError(f"passes must be >= 1, got {passes}")
-        listing = check_dali_options(root, batch_size, pixel, crop_min_scale, device, num_threads, world_size)
-        self.gpu = device == "gpu" or (device == "auto" and torch.cuda.is_available())
-        self.num_classes = len(listing.classes)
-        self.batch_size = int(batch_size)
-        self._targets = torch.tensor(listing.targets, dtype=torch.long)
-        self._length = passes * len(listing.files) // world_size // batch_size
-        self._iterator = self._build(
-            listing, size, pixel, crop_min_scale, num_threads, seed, rank, world_size, passes
+        missing = dali_missing()
+        if missing:
+            raise ConfigError(missing)
+        check_pixel_options(pixel, crop_min_scale)
+        if device not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"DALI device must be auto, cpu or gpu, got '{device}'")
+        if device == "gpu" and not torch.cuda.is_available():
+            raise ConfigError("DALI device=gpu needs a CUDA device; use device=cpu (or auto)")
+        if min(batch_size, num_threads, passes) < 1:
+            raise ConfigError(
+                f"batch_size, num_threads and passes must be >= 1, got {batch_size}, {num_threads}, {passes}"
+            )
+        self.listing = list_image_folder(root)
+        self.root, self.batch_size, self.size, self.pixel = root, int(batch_size), int(size), pixel
+        self.crop_min_scale, self.num_threads, self.seed, self.passes = (
+            crop_min_scale,
+            num_threads,
+            seed,
+            passes,
         )
+        self.gpu = device == "gpu" or (device == "auto" and torch.cuda.is_available())
+        self.num_classes = len(self.listing.classes)
+        self._targets = torch.tensor(self.listing.targets, dtype=torch.long)
+        self._iterator = None
+        self.shard(0, 1)
 
-    def _build(self, listing, size, pixel, crop_min_scale, num_threads, seed, rank, world_size, passes):  # noqa: ANN001, ANN202
+    def shard(self, rank: int, world_size: int) -> None:
+        """Read only shard ``rank`` of ``world_size`` (before the first iteration)."""
+        if self._iterator is not None and (rank, world_size) != (self.rank, self.world_size):
+            raise RuntimeError("the DALI pipeline is already built on another shard")
+        if len(self.listing.files) // world_size < self.batch_size:
+            raise ConfigError(
+                f"image folder '{self.root}' has {len(self.listing.files)} images, fewer than one batch "
+                f"({self.batch_size}) per rank"
+            )
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return self.passes * len(self.listing.files) // self.world_size // self.batch_size
+
+    def __iter__(self) -> Iterator[list]:
+        if self._iterator is None:
+            self._iterator = self._build()
+        for outputs in self._iterator:
+            out = outputs[0]
+            indexes = out["index"].reshape(-1).long()
+            if self._targets.device != indexes.device:  # moved once: no host round trip per batch
+                self._targets = self._targets.to(indexes.device)
+            yield [indexes, [out["view_1"], out["view_2"]], self._targets[indexes]]
+
+    def _build(self):  # noqa: ANN202
         from nvidia.dali import fn, pipeline_def, types
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         mean = [255 * m for m in IMAGENET_MEAN]
         std = [255 * s for s in IMAGENET_STD]
-        # ``passes`` > 1 chains that many permutations of the folder into one epoch (no reset at every
-        # pass's end, and an image repeats only across a pass boundary).
-        n = len(listing.files)
-        rng = torch.Generator().manual_seed(seed + rank)
+        n, seed = len(self.listing.files), self.seed + self.rank
+        rng = torch.Generator().manual_seed(seed)
         indexes = (
             list(range(n))
-            if passes == 1
-            else torch.cat([torch.randperm(n, generator=rng) for _ in range(passes)]).tolist()
+            if self.passes == 1
+            else torch.cat([torch.randperm(n, generator=rng) for _ in range(self.passes)]).tolist()
         )
-        files = [str(listing.files[i]) for i in indexes]
+        files = [str(self.listing.files[i]) for i in indexes]
 
         @pipeline_def
         def pipeline():  # noqa: ANN202
@@ -145,22 +155,21 @@ class DaliImageFolder:
             encoded, index = fn.readers.file(
                 files=files,
                 labels=indexes,
-                random_shuffle=passes == 1,
-                shard_id=rank,
-                num_shards=world_size,
+                random_shuffle=self.passes == 1,
+                shard_id=self.rank,
+                num_shards=self.world_size,
                 name=READER,
             )
             images = fn.decoders.image(encoded, device="mixed" if self.gpu else "cpu", output_type=types.RGB)
-            views = [_view(images, pixel, size, crop_min_scale, mean, std) for _ in range(2)]
+            views = [_view(images, self.pixel, self.size, self.crop_min_scale, mean, std) for _ in range(2)]
             return index, *views
 
-        device_id = torch.cuda.current_device() if self.gpu else None  # the trainer's (or bench's) device
         pipe = pipeline(
             batch_size=self.batch_size,
-            num_threads=num_threads,
-            device_id=device_id,
-            seed=seed + rank,
-            prefetch_queue_depth=2,
+            num_threads=self.num_threads,
+            device_id=torch.cuda.current_device() if self.gpu else None,  # the trainer's (or bench's) GPU
+            seed=seed,
+            prefetch_queue_depth=PREFETCH_DEPTH,
         )
         pipe.build()
         return DALIGenericIterator(
@@ -171,49 +180,17 @@ class DaliImageFolder:
             auto_reset=True,
         )
 
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[list]:
-        for outputs in self._iterator:
-            out = outputs[0]
-            indexes = out["index"].reshape(-1).long()
-            targets = self._targets[indexes.cpu()].to(indexes.device)
-            yield [indexes, [out["view_1"], out["view_2"]], targets]
-
 
 class DaliImageFolderData(pl.LightningDataModule):
-    """The DALI loader as a datamodule for training on a real ImageFolder (``data=dali``)."""
+    """The DALI loader as a datamodule for training on a real ImageFolder (``data=dali``), sharded over the
+    trainer's ranks."""
 
-    def __init__(
-        self,
-        train_path: str | Path,
-        batch_size: int,
-        size: int,
-        pixel: str = "simclr",
-        crop_min_scale: float = 0.2,
-        device: str = "auto",
-        num_threads: int = 2,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, loader: DaliImageFolder) -> None:
         super().__init__()
-        self.options = dict(
-            root=train_path,
-            batch_size=batch_size,
-            size=size,
-            pixel=pixel,
-            crop_min_scale=crop_min_scale,
-            device=device,
-            num_threads=num_threads,
-            seed=seed,
-        )
-        listing = check_dali_options(train_path, batch_size, pixel, crop_min_scale, device, num_threads)
-        self.num_classes = len(listing.classes)
-        self._loader: DaliImageFolder | None = None
+        self.loader = loader
+        self.num_classes = loader.num_classes
 
     def train_dataloader(self) -> DaliImageFolder:
-        if self._loader is None:
-            trainer = self.trainer
-            rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-            self._loader = DaliImageFolder(**self.options, rank=rank, world_size=world)
-        return self._loader
+        if self.trainer is not None:
+            self.loader.shard(self.trainer.global_rank, self.trainer.world_size)
+        return self.loader

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from solo_mlvgm.data.real import UNLABELLED
 from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import build_generator
@@ -58,6 +59,18 @@ def render_labelled(
     return torch.cat(images), torch.cat(labels)
 
 
+def export_manifest(generator: MultiLatentGenerator, n: int, seed: int, fmt: str) -> dict:
+    """What fixes an export's images: the request and the generator's architecture."""
+    return {
+        "n": n,
+        "seed": seed,
+        "format": fmt,
+        "generator": type(generator).__name__,
+        "arch": generator.arch,
+        "chunk": EXPORT_CHUNK,
+    }
+
+
 def export_files(out: Path) -> list[Path]:
     """The image files of an export (class folders, or ``unlabelled``), sorted."""
     return sorted(p for p in out.glob("*/*") if p.is_file() and not p.name.startswith("."))
@@ -84,7 +97,7 @@ def check_export_target(out: str | Path) -> None:
         raise ConfigError(f"export target '{out}' is a file; choose a folder")
     if out.is_dir():
         # Names an export writes ("." prefixes the temporary files of an interrupted write).
-        ours = ("class_", "unlabelled", MANIFEST, ".")
+        ours = ("class_", UNLABELLED, MANIFEST, ".")
         foreign = [p.name for p in out.iterdir() if not p.name.startswith(ours)]
         if foreign:
             raise ConfigError(
@@ -108,14 +121,7 @@ def export_image_folder(
     if n <= 0:
         raise ConfigError(f"export needs n > 0, got {n}")
     out = Path(out)
-    manifest = {
-        "n": n,
-        "seed": seed,
-        "format": fmt,
-        "generator": type(generator).__name__,
-        "arch": generator.arch,
-        "chunk": EXPORT_CHUNK,
-    }
+    manifest = export_manifest(generator, n, seed, fmt)
     manifest_path = out / MANIFEST
     if export_is_complete(out, manifest):
         return out
@@ -131,7 +137,7 @@ def export_image_folder(
     i = 0
     for images, labels in iter_labelled(generator, n, seed, "export", batch_size=EXPORT_CHUNK):
         for image, label in zip(images, labels.tolist(), strict=True):
-            folder = out / (f"class_{label:02d}" if label >= 0 else "unlabelled")
+            folder = out / (f"class_{label:02d}" if label >= 0 else UNLABELLED)
             folder.mkdir(parents=True, exist_ok=True)
             _save(image, folder / f"{i:06d}.{fmt}")
             i += 1

@@ -98,9 +98,23 @@ class SSLMethod(pl.LightningModule):
 
     # ---------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.build_optimizer(self.trainer.world_size)
+        lr = optimizer.defaults["lr"]
+        total = self.total_steps = max(1, int(self.trainer.estimated_stepping_batches))  # honours max_steps
+        if self.cfg.scheduler.name == "none":
+            return {"optimizer": optimizer}
+        steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        warmup = min(total - 1, int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch))
+        end = float(self.cfg.scheduler.get("min_lr", 0.0)) / lr
+        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total, end_value=end)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def build_optimizer(self, world_size: int) -> torch.optim.Optimizer:
+        """The configured optimiser over the trainable modules and the classifier, for ``world_size``
+        devices (also used without a Trainer, by the speed benchmark)."""
         opt = self.cfg.optimizer
         # As solo-learn does: configured rates are per 256 images of global batch.
-        scale = int(opt.batch_size) * self.trainer.world_size / 256
+        scale = int(opt.batch_size) * world_size / 256
         lr, classifier_lr = float(opt.lr) * scale, float(opt.classifier_lr) * scale
         exclude, kwargs = _split_kwargs(opt)
         params = [p for m in self.trainable_modules() for p in m.parameters() if p.requires_grad]
@@ -115,15 +129,7 @@ class SSLMethod(pl.LightningModule):
                     "weight_decay": 0.0,
                 }
             )
-        optimizer = _build_optimizer(opt.name, groups, lr, float(opt.weight_decay), kwargs)
-        total = self.total_steps = max(1, int(self.trainer.estimated_stepping_batches))  # honours max_steps
-        if self.cfg.scheduler.name == "none":
-            return {"optimizer": optimizer}
-        steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
-        warmup = min(total - 1, int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch))
-        end = float(self.cfg.scheduler.get("min_lr", 0.0)) / lr
-        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total, end_value=end)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return _build_optimizer(opt.name, groups, lr, float(opt.weight_decay), kwargs)
 
 
 def fill_method_kwargs(cfg: DictConfig, defaults: dict[str, Any]) -> DictConfig:
