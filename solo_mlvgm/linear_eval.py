@@ -11,6 +11,7 @@ is solo when solo-learn is importable.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -155,6 +156,8 @@ def run_linear_eval(cfg: DictConfig) -> dict:
         "n_test": len(splits[2]),
         "num_classes": splits[4],
     }
+    if "random_backbone" in results:
+        results["beats_random"] = results["pretrained"]["top1"] > results["random_backbone"]["top1"]
     results["seconds"] = time.perf_counter() - start
     path = Path(cfg.pretrained)
     out = (path if path.is_dir() else path.parent) / "linear.json"
@@ -168,5 +171,12 @@ def run_linear_eval(cfg: DictConfig) -> dict:
     if "random_backbone" in results:
         rr = results["random_backbone"]
         print(f"{what} (same backbone, random init):       top-1 {rr['top1']:.2f}%  top-5 {rr['top5']:.2f}%")
+        if not results["beats_random"]:
+            print(
+                f"warning: the pretrained backbone (top-1 {r['top1']:.2f}%) does not beat a randomly "
+                f"initialised one ({rr['top1']:.2f}%): pretraining learned nothing useful here "
+                "(see the run's pretrain.json, 'collapse')",
+                file=sys.stderr,
+            )
     print(f"results: {out}")
     return results

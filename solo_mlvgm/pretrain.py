@@ -30,6 +30,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import method_class
+from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, CollapseMonitor
 from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
 from solo_mlvgm.views.grid import save_level_grid
 from solo_mlvgm.views.spec import ViewSpec
@@ -59,6 +60,7 @@ class Pretraining:
     generator: MultiLatentGenerator | None
     spec: ViewSpec
     run_dir: Path
+    collapse: CollapseMonitor
 
 
 def solo_importable() -> bool:
@@ -135,7 +137,8 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         from solo_mlvgm import solo as bridge
 
         bridge.check_method(str(cfg.method))
-    trainer = _build_trainer(cfg, run_dir)
+    collapse = CollapseMonitor(cfg.get("collapse_threshold", DEFAULT_THRESHOLD))
+    trainer = _build_trainer(cfg, run_dir, collapse)
     if cfg.get("views_file"):
         with open_dict(cfg):
             cfg.views = load_views_file(cfg.views_file)
@@ -208,7 +211,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
             num_nodes=trainer.num_nodes,
             train_path=cfg.data.get("train_path") if source in ("image_folder", "dali") else None,
         )
-    return Pretraining(cfg, method, data, trainer, generator, spec, run_dir)
+    return Pretraining(cfg, method, data, trainer, generator, spec, run_dir, collapse)
 
 
 def _dali_device(device: str, trainer: pl.Trainer) -> str:
@@ -218,7 +221,7 @@ def _dali_device(device: str, trainer: pl.Trainer) -> str:
     return "gpu" if type(trainer.accelerator).__name__.startswith("CUDA") else "cpu"
 
 
-def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
+def _build_trainer(cfg: DictConfig, run_dir: Path, collapse: CollapseMonitor) -> pl.Trainer:
     if int(cfg.max_epochs) < 1:
         raise ConfigError(f"max_epochs must be >= 1, got {cfg.max_epochs}")
     return make_trainer(
@@ -227,7 +230,10 @@ def _build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         max_epochs=int(cfg.max_epochs),
         max_steps=int(cfg.get("max_steps", -1)),
         logger=CSVLogger(str(run_dir), name="", version="logs"),
-        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)],
+        callbacks=[
+            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0),
+            collapse,
+        ],
         log_every_n_steps=int(cfg.get("log_every_n_steps", 10)),
     )
 
@@ -301,14 +307,27 @@ def _write_end(job: Pretraining, seconds: float) -> None:
     cfg, run_dir, trainer = job.cfg, job.run_dir, job.trainer
     save_backbone(run_dir / BACKBONE_FILE, job.method.backbone, cfg)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    collapse = job.collapse.summary()
     write_json(
         run_dir / "pretrain.json",
-        {"backend": cfg.backend, "seconds": seconds, "steps": int(trainer.global_step), "metrics": metrics},
+        {
+            "backend": cfg.backend,
+            "seconds": seconds,
+            "steps": int(trainer.global_step),
+            "metrics": metrics,
+            "collapse": collapse,
+        },
     )
     point_latest(run_dir)
     print(
         f"pretraining done in {seconds:.0f} s ({trainer.global_step} steps); backbone: {run_dir / BACKBONE_FILE}"
     )
+    if collapse["monitored"] and collapse["final"] is not None:
+        verdict = "COLLAPSED" if collapse["collapsed"] else "healthy"
+        print(
+            f"collapse signal ({collapse['metric']}, about 1 healthy, 0 collapsed): final {collapse['final']:.3f}, "
+            f"lowest {collapse['lowest']:.3f}, threshold {collapse['threshold']}: {verdict}"
+        )
 
 
 def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:

@@ -25,3 +25,32 @@ def test_probe_separates_separable_classes_and_not_noise():
     noise = torch.randn(800, 16, generator=g)
     bad = train_linear_probe(noise[:600], y[:600], noise[600:], y[600:], 4, epochs=20)
     assert bad["top1"] < 40
+
+
+def test_linear_eval_warns_when_pretraining_does_not_beat_random_init(tmp_path, capsys):
+    """A 'pretrained' backbone that is the random init itself cannot beat it: one warning line, recorded."""
+    from solo_mlvgm.linear_eval import run_linear_eval
+    from solo_mlvgm.methods import build_backbone
+    from solo_mlvgm.runs import save_backbone
+
+    from .conftest import TINY, compose_cfg
+
+    run_cfg = compose_cfg("mlvgm_simclr", TINY)
+    torch.manual_seed(0)  # the seed main_linear.py gives its random backbone
+    untrained, _ = build_backbone(run_cfg.backbone.name, run_cfg.backbone.small_image_stem)
+    save_backbone(tmp_path / "backbone.pt", untrained, run_cfg)
+    cfg = compose_cfg(
+        "linear",
+        [
+            f"pretrained={tmp_path}",
+            "backend=lightly",
+            "data.n_train=200",
+            "data.n_test=100",
+            "probe.epochs=2",
+        ],
+    )
+    results = run_linear_eval(cfg)
+    assert results["pretrained"]["top1"] == results["random_backbone"]["top1"]
+    assert results["beats_random"] is False
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "does not beat a randomly initialised" in warnings[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -93,3 +94,18 @@ def test_backbones_with_small_image_stem_keep_resolution(name):
     net, dim = build_backbone(name, small_image_stem=True)
     out = net.eval()(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, dim)
+
+
+@pytest.mark.parametrize("method", ["simsiam", "byol"])
+def test_same_seed_gives_bit_identical_weights(tmp_path, method):
+    """A run is a pure function of its config on one machine: the same seed trains the same weights."""
+
+    def train(seed: int, folder: str) -> dict[str, torch.Tensor]:
+        pl.seed_everything(seed, verbose=False)  # as run_pretraining does, before building
+        job = build_pretraining(compose_cfg(f"mlvgm_{method}", [*TINY, f"seed={seed}"]), tmp_path / folder)
+        job.trainer.fit(job.method, datamodule=job.data)
+        return job.method.backbone.state_dict()
+
+    first, again, other = train(3, "a"), train(3, "b"), train(4, "c")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())

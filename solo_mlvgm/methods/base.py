@@ -15,9 +15,10 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightly.utils.lars import LARS
-from lightly.utils.scheduler import CosineWarmupScheduler
+from lightly.utils.scheduler import cosine_warmup_schedule
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.backbones import build_backbone
@@ -78,6 +79,10 @@ class SSLMethod(pl.LightningModule):
         """Modules the optimiser updates besides the classifier (momentum copies excluded)."""
         raise NotImplementedError
 
+    def static_lr_modules(self) -> Iterator[nn.Module]:
+        """Trainable modules whose learning rate the scheduler leaves constant (SimSiam's predictor)."""
+        yield from ()
+
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
 
@@ -106,7 +111,15 @@ class SSLMethod(pl.LightningModule):
         steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
         warmup = min(total - 1, int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch))
         end = float(self.cfg.scheduler.get("min_lr", 0.0)) / lr
-        scheduler = CosineWarmupScheduler(optimizer, warmup_epochs=warmup, max_epochs=total, end_value=end)
+
+        def cosine(step: int) -> float:  # a function, not a partial: checkpoints stay weights_only-loadable
+            return cosine_warmup_schedule(step, total, 1.0, end, warmup, 0.0)
+
+        def constant(step: int) -> float:
+            return 1.0
+
+        lambdas = [constant if group.get("static_lr") else cosine for group in optimizer.param_groups]
+        scheduler = LambdaLR(optimizer, lambdas)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def build_optimizer(self, world_size: int) -> torch.optim.Optimizer:
@@ -117,10 +130,18 @@ class SSLMethod(pl.LightningModule):
         scale = int(opt.batch_size) * world_size / 256
         lr, classifier_lr = float(opt.lr) * scale, float(opt.classifier_lr) * scale
         exclude, kwargs = _split_kwargs(opt)
+        static = {id(p) for m in self.static_lr_modules() for p in m.parameters()}
         params = [p for m in self.trainable_modules() for p in m.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if not (exclude and p.ndim == 1)]}]
-        if exclude:  # no weight decay (and, for LARS, no adaptive scaling) on biases and norm parameters
-            groups.append({"params": [p for p in params if p.ndim == 1], "weight_decay": 0.0})
+        groups: list[dict[str, Any]] = []
+        for is_static in (False, True):
+            chosen = [p for p in params if (id(p) in static) == is_static]
+            flag = {"static_lr": True} if is_static else {}
+            if exclude:  # no weight decay (and, for LARS, no adaptive scaling) on biases and norm parameters
+                groups.append({"params": [p for p in chosen if p.ndim > 1], **flag})
+                groups.append({"params": [p for p in chosen if p.ndim == 1], "weight_decay": 0.0, **flag})
+            else:
+                groups.append({"params": chosen, **flag})
+        groups = [g for g in groups if g["params"]]
         if self.classifier is not None:
             groups.append(
                 {

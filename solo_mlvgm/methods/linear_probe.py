@@ -50,7 +50,11 @@ def train_linear_probe(
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     batch_size = min(batch_size, len(train_x))  # a small split still trains
     rng = torch.Generator().manual_seed(seed)
-    probe = nn.Linear(train_x.shape[1], num_classes)
+    # The probe's init depends on ``seed`` alone, not on what ran before (pretrained and random probes
+    # start alike).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = nn.Linear(train_x.shape[1], num_classes)
     optimizer = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, len(train_x) // batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)

@@ -30,6 +30,9 @@ class SimSiam(SSLMethod):
     def trainable_modules(self) -> Iterator[nn.Module]:
         yield from (self.backbone, self.projector, self.predictor)
 
+    def static_lr_modules(self) -> Iterator[nn.Module]:
+        yield self.predictor  # the paper's (and solo-learn's) fixed predictor lr: it must keep adapting
+
     def ssl_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
         f0, f1 = self.backbone(views[0]), self.backbone(views[1])
         z0, z1 = self.projector(f0), self.projector(f1)
