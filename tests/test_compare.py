@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from solo_mlvgm.compare import runner
 from solo_mlvgm.compare.plan import RESULT_FILE, base_config_name, compose_run_config, parse_rows, plan_runs
-from solo_mlvgm.compare.report import aggregate, margins
+from solo_mlvgm.compare.report import aggregate, margins, render_markdown
 from solo_mlvgm.compare.runner import prepare, run_comparison
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods import Supervised
@@ -81,7 +81,8 @@ def test_plan_has_every_row_method_and_seed_with_identical_common_settings(tmp_p
     )
     # per-method settings apply to that method only
     assert by_key["synth/simclr/seed0"].optimizer.lr == pytest.approx(8e-3)
-    assert by_key["synth/simsiam/seed0"].optimizer.lr == pytest.approx(0.24)
+    assert by_key["synth/simsiam/seed0"].optimizer.lr == pytest.approx(0.5)  # its own recipe
+    assert by_key["synth/simsiam/seed0"].optimizer.batch_size == 64
 
 
 def test_missing_walkers_skip_their_rows_with_the_command_that_makes_them(tmp_path, hydra_configs):
@@ -304,3 +305,32 @@ def test_the_stylegan2_cars_comparison_plans_every_row_and_method(tmp_path, hydr
     ml = configs["ml_random/byol/seed0"]
     assert ml.generator.name == "stylegan2" and ml.generator.center_crop == 384 and ml.generator.resize == 128
     assert list(ml.views.perturb) == ["ws0_4", "ws4_8", "ws8_12", "ws12_16"] and ml.optimizer.name == "lars"
+
+
+def test_report_flags_collapsed_seeds_and_rows_below_the_random_floor():
+    def result(row: str, seed: int, top1: float, collapsed: bool = False) -> dict:
+        return {
+            "row": row,
+            "label": row.upper(),
+            "method": "simsiam" if row != "random_backbone" else "none",
+            "seed": seed,
+            "top1": top1,
+            "top5": 90.0,
+            "collapsed": collapsed,
+            "pretrain_seconds": 60.0,
+            "probe_seconds": 1.0,
+        }
+
+    results = [
+        result("good", 0, 90.0),
+        result("good", 1, 91.0),
+        result("flat", 0, 20.0, collapsed=True),
+        result("flat", 1, 25.0),
+        result("random_backbone", 0, 28.0),
+    ]
+    cells = aggregate(results)
+    assert next(c for c in cells if c["row"] == "flat")["collapsed_seeds"] == [0]
+    text = render_markdown(cells, ["simsiam"], "t", [])
+    assert "| GOOD | 90.5 ± 0.7 |" in text and "| FLAT | 22.5 ± 3.5 (!) |" in text
+    assert "- FLAT, simsiam: collapsed in seed 0; below the random-backbone floor (28.0)" in text
+    assert "GOOD, simsiam" not in text

@@ -43,6 +43,7 @@ def aggregate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seeds": [r["seed"] for r in rs],
                 "top1": _stats([r["top1"] for r in rs]),
                 "top5": _stats([r["top5"] for r in rs]),
+                "collapsed_seeds": [r["seed"] for r in rs if r.get("collapsed")],
                 "minutes_per_run": statistics.fmean(
                     (r["pretrain_seconds"] + r["probe_seconds"]) / 60 for r in rs
                 ),
@@ -76,10 +77,29 @@ def _by_row(
     return by_key, rows
 
 
+def warnings_of(cells: Sequence[dict[str, Any]], floor_row: str = "random_backbone") -> dict[tuple, str]:
+    """What is wrong with a (row, method) cell, in words: seeds whose representation collapsed, and a mean
+    top-1 at or below the random backbone's (the run learned nothing a random init does not have)."""
+    floor = next((c["top1"]["mean"] for c in cells if c["row"] == floor_row), None)
+    out = {}
+    for c in cells:
+        if c["row"] == floor_row:
+            continue
+        found = []
+        if c.get("collapsed_seeds"):
+            found.append("collapsed in seed " + ", ".join(str(s) for s in c["collapsed_seeds"]))
+        if floor is not None and c["top1"]["mean"] <= floor:
+            found.append(f"below the random-backbone floor ({floor:.1f})")
+        if found:
+            out[(c["row"], c["method"])] = "; ".join(found)
+    return out
+
+
 def render_markdown(
     cells: Sequence[dict[str, Any]], methods: Sequence[str], title: str, notes: Sequence[str]
 ) -> str:
     by_key, table_rows = _by_row(cells, methods)
+    flagged = warnings_of(cells)
     header = "| views | " + " | ".join(f"{m} top-1 | {m} top-5" for m in methods) + " | min / run |"
     lines = [f"# {title}", "", header, "|" + " --- |" * (2 * len(methods) + 2)]
     for row in table_rows:
@@ -88,7 +108,8 @@ def render_markdown(
         values = []
         for m in methods:
             c = by_key.get((row, m))
-            values += [_fmt(c["top1"], True), _fmt(c["top5"], False)] if c else ["-", "-"]
+            mark = " (!)" if (row, m) in flagged else ""
+            values += [_fmt(c["top1"], True) + mark, _fmt(c["top5"], False)] if c else ["-", "-"]
         minutes = statistics.fmean(c["minutes_per_run"] for c in present)
         lines.append(f"| {label} | " + " | ".join(values) + f" | {minutes:.1f} |")
     references = [c for c in cells if c["row"] not in table_rows]
@@ -99,6 +120,9 @@ def render_markdown(
                 f"- {c['label']}: top-1 {_fmt(c['top1'], True)}, top-5 {_fmt(c['top5'], False)}"
                 f" ({len(c['seeds'])} seeds)"
             )
+    if flagged:
+        lines += ["", "(!) not a usable figure:", ""]
+        lines += [f"- {by_key[key]['label']}, {key[1]}: {why}" for key, why in flagged.items()]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"

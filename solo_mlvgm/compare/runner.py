@@ -126,7 +126,8 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
     backbone.load_state_dict(payload["state_dict"])
     start = time.perf_counter()
     scores = evaluator.evaluate(backbone, run_cfg, run.seed)
-    steps = json.loads((run.run_dir / "pretrain.json").read_text())["steps"]
+    record = json.loads((run.run_dir / "pretrain.json").read_text())
+    steps = record["steps"]
     result = {
         "row": run.row.name,
         "label": run.row.label,
@@ -134,6 +135,7 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
         "seed": run.seed,
         **scores,
         "steps": steps,
+        "collapsed": bool(record.get("collapse", {}).get("collapsed", False)),
         "pretrain_seconds": pretrain_seconds,
         "probe_seconds": time.perf_counter() - start,
         "run_dir": str(run.run_dir),
