@@ -70,7 +70,7 @@ def test_healthy_run_is_not_flagged(tmp_path, capfd, method):
 
 def test_warning_waits_for_a_window_and_survives_resume():
     monitor = CollapseMonitor(threshold=0.5, window=2)
-    monitor.monitored = True
+    monitor.monitored = monitor.started = True
     for step, value in enumerate([0.9, 0.8, 0.2, 0.1], start=1):
         monitor._step_value = torch.tensor(value)
         monitor.on_train_batch_end(_Trainer(step), _Module(), None, None, step)
@@ -87,6 +87,8 @@ def test_bad_threshold_is_one_line(bad):
 
 
 class _Trainer:
+    progress_bar_callback = None
+
     def __init__(self, step: int) -> None:
         self.global_step = step
 

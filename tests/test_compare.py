@@ -123,8 +123,8 @@ def test_bad_comparison_configs_fail_before_anything_is_written(tmp_path, hydra_
     assert not (tmp_path / "cmp").exists()
 
 
-def _fake_result(run, top1: float) -> None:
-    run.run_dir.mkdir(parents=True)
+def _fake_result(run, top1: float, digest: str) -> None:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
     result = {
         "row": run.row.name,
         "label": run.row.label,
@@ -137,6 +137,7 @@ def _fake_result(run, top1: float) -> None:
         "pretrain_seconds": 60.0,
         "probe_seconds": 6.0,
         "run_dir": str(run.run_dir),
+        "config_digest": digest,
     }
     (run.run_dir / RESULT_FILE).write_text(json.dumps(result))
 
@@ -144,9 +145,9 @@ def _fake_result(run, top1: float) -> None:
 def test_finished_runs_are_not_retrained_and_the_report_is_written(tmp_path, hydra_configs, monkeypatch):
     small = ["seeds=[0]", "methods=[simclr]", "rows.ml_learned=null", "rows.single_learned=null"]
     cfg = _cfg(tmp_path, *small, "random_backbone=false")
-    runs, _, _ = prepare(cfg)
+    runs, _, configs = prepare(cfg)
     for i, run in enumerate(runs):
-        _fake_result(run, 50.0 + i)
+        _fake_result(run, 50.0 + i, runner.config_digest(configs[run.key]))
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
@@ -173,6 +174,14 @@ def test_finished_runs_are_not_retrained_and_the_report_is_written(tmp_path, hyd
     with pytest.raises(AssertionError):
         run_comparison(_cfg(tmp_path, *small, "random_backbone=false", "force=true"))
     assert calls == [runs[0].key]  # force retrains the first run instead of reading it
+
+    # a result made by another config (e.g. an older recipe of the method) is trained again, not reused
+    calls.clear()
+    _fake_result(runs[0], 50.0, runner.config_digest(configs[runs[0].key]))
+    _fake_result(runs[-1], 50.0, "digest-of-an-older-recipe")
+    with pytest.raises(AssertionError):
+        run_comparison(cfg)
+    assert calls == [runs[-1].key]
 
 
 def test_aggregate_reports_mean_and_sample_std_over_seeds():

@@ -39,7 +39,10 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
     net, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
     net.load_state_dict(payload["state_dict"])
     assert payload["config"]["method"] == "simsiam" and payload["config"]["backend"] == backend
-    assert json.loads((run_dir / "pretrain.json").read_text())["backend"] == backend
+    record = json.loads((run_dir / "pretrain.json").read_text())
+    assert record["backend"] == backend
+    assert record["collapse"]["monitored"] and record["collapse"]["collapsed"] is False
+    assert "collapse signal (collapse_std" in done.stdout and "healthy" in done.stdout
 
     linear = _run(
         "main_linear.py",
@@ -56,6 +59,7 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
     assert results["backend"] == backend
     assert 0 <= results["pretrained"]["top1"] <= 100 and results["data"]["n_test"] == 200
     assert results["pretrained"]["top5"] >= results["pretrained"]["top1"]
+    assert results["beats_random"] == (results["pretrained"]["top1"] > results["random_backbone"]["top1"])
 
 
 @pytest.mark.parametrize(
@@ -70,6 +74,7 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
             "error: image folder '/no/such/folder' does not exist",
         ),
         (["data.num_classes=7"], "error: data.num_classes=7 does not match the data's 10 classes"),
+        (["collapse_threshold=abc"], "error: collapse_threshold must be in (0, 1)"),
     ],
 )
 def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):

@@ -79,6 +79,7 @@ def test_every_optimizer_builds_and_steps(tmp_path, optimizer):
         ("+optimizer.kwargs.betas=3", "optimizer.kwargs do not fit optimizer 'adamw'"),
         ("views.perturb.pose.std=abc", "views.perturb.pose: could not convert"),
         ("data.epoch_size=8", "smaller than one global batch"),
+        ("collapse_threshold=1.5", "collapse_threshold must be in \\(0, 1\\)"),
         ("seed=-1", "seed must be >= 0"),
     ],
 )
@@ -109,3 +110,16 @@ def test_same_seed_gives_bit_identical_weights(tmp_path, method):
     first, again, other = train(3, "a"), train(3, "b"), train(4, "c")
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
+
+
+def test_simsiam_predictor_keeps_a_constant_lr_while_the_rest_follows_the_schedule(tmp_path):
+    """The SimSiam paper's (and solo-learn's) recipe: the predictor's lr is not decayed."""
+    job = build_pretraining(compose_cfg("mlvgm_simsiam", TINY), tmp_path)
+    job.trainer.fit(job.method, datamodule=job.data)
+    groups = job.trainer.optimizers[0].param_groups
+    predictor = {id(p) for p in job.method.predictor.parameters()}
+    static = [g for g in groups if g.get("static_lr")]
+    assert static and all(id(p) in predictor for g in static for p in g["params"])
+    assert all(g["lr"] == g["initial_lr"] for g in static)
+    scheduled = [g for g in groups if not g.get("static_lr")]
+    assert scheduled and all(g["lr"] != g["initial_lr"] for g in scheduled)

@@ -8,6 +8,7 @@ A run is finished when its folder holds ``result.json`` (written last); re-runni
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import tempfile
@@ -114,6 +115,24 @@ class Evaluator:
         return probe(backbone, self.splits(run_cfg), cfg)
 
 
+def config_digest(run_cfg: DictConfig) -> str:
+    """A hash of a run's pretraining config: a stored result counts only for the config that made it."""
+    text = json.dumps(OmegaConf.to_container(run_cfg, resolve=False), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def stored_result(run: PlannedRun, run_cfg: DictConfig) -> dict[str, Any] | None:
+    """The run's ``result.json`` if it was trained with ``run_cfg``; None if missing or made by another
+    config (e.g. a method whose recipe changed since), which is then trained again."""
+    if not run.finished:
+        return None
+    result = json.loads((run.run_dir / RESULT_FILE).read_text())
+    if result.get("config_digest") != config_digest(run_cfg):
+        print(f"note: {run.key} was trained with another config: training it again")
+        return None
+    return result
+
+
 def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluator) -> dict[str, Any]:
     """Pretrain one run into its folder, probe its backbone, write ``result.json`` last."""
     if run.run_dir.exists():
@@ -136,6 +155,7 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
         **scores,
         "steps": steps,
         "collapsed": bool(record.get("collapse", {}).get("collapsed", False)),
+        "config_digest": config_digest(run_cfg),
         "pretrain_seconds": pretrain_seconds,
         "probe_seconds": time.perf_counter() - start,
         "run_dir": str(run.run_dir),
@@ -185,14 +205,15 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
             _export(run.row, configs[run.key])
             exported.add(run.row.name)
     _dry_build_rows(runs, configs, exported=True)
-    n_todo = sum(force or not run.finished for run in runs)
+    stored = {run.key: None if force else stored_result(run, configs[run.key]) for run in runs}
+    n_todo = sum(result is None for result in stored.values())
     print(f"comparison '{cfg.name}': {len(runs)} runs, {len(runs) - n_todo} finished, {n_todo} to train")
 
     evaluator = Evaluator(cfg.linear)
     results, trained = [], 0
     for run in runs:
-        if run.finished and not force:
-            results.append(json.loads((run.run_dir / RESULT_FILE).read_text()))
+        if (done := stored[run.key]) is not None:
+            results.append(done)
             continue
         trained += 1
         print(f"[{trained}/{n_todo}] {run.key}")

@@ -137,7 +137,7 @@ class SSLMethod(pl.LightningModule):
             chosen = [p for p in params if (id(p) in static) == is_static]
             flag = {"static_lr": True} if is_static else {}
             if exclude:  # no weight decay (and, for LARS, no adaptive scaling) on biases and norm parameters
-                groups.append({"params": [p for p in chosen if p.ndim > 1], **flag})
+                groups.append({"params": [p for p in chosen if p.ndim != 1], **flag})
                 groups.append({"params": [p for p in chosen if p.ndim == 1], "weight_decay": 0.0, **flag})
             else:
                 groups.append({"params": chosen, **flag})

@@ -6,10 +6,16 @@ the sphere give about 1/sqrt(d); a collapsed representation (every image mapped 
 We report it times sqrt(d), so one threshold serves every output size: about 1 when healthy, 0 collapsed,
 and never above 1.
 
-A forward hook on ``pl_module.projector`` reads the first training-mode output of every step, so the
-method's code is untouched. The value is logged every step as ``collapse_std``; the host reads it once per
-``window`` steps (no per-step device sync), and the first window whose mean falls below the threshold
+A forward hook on ``pl_module.projector`` reads the first training-mode output of every step (the first
+large crop's, for solo-learn's methods; a momentum projector is another module and is not read), so the
+method's code is untouched. The value is logged as ``collapse_std``; the host reads it once per ``window``
+training batches (no per-step device sync), and the first window whose mean falls below the threshold
 prints one warning line. ``summary()`` is what the run records in ``pretrain.json``.
+
+Between the two extremes the value depends on d: outputs spread over k of d directions read about
+sqrt(k/d), so the default threshold flags total collapse, and collapse to a few directions only when d is
+large. Methods without a ``projector`` (solo-learn's DINO and MAE, our supervised baseline) are not
+monitored, and say so.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from solo_mlvgm.errors import ConfigError
 
@@ -56,6 +63,7 @@ class CollapseMonitor(Callback):
         self.threshold = check_threshold(threshold)
         self.window = int(window)
         self.monitored = False
+        self.started = False
         self.first_below_step: int | None = None
         self.last: float | None = None
         self.lowest: float | None = None
@@ -67,13 +75,16 @@ class CollapseMonitor(Callback):
     # ------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         projector = getattr(pl_module, "projector", None)
+        self.started = True
         self.monitored = isinstance(projector, nn.Module)
         if self.monitored:
             self._handle = projector.register_forward_hook(self._capture)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._close_window(trainer.global_step)
-        if self._handle is not None:
+        self._close_window(trainer)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._handle is not None:  # also when fit raised
             self._handle.remove()
             self._handle = None
 
@@ -92,9 +103,9 @@ class CollapseMonitor(Callback):
         self._window_sum = value if self._window_sum is None else self._window_sum + value
         self._window_count += 1
         if self._window_count >= self.window:
-            self._close_window(trainer.global_step)
+            self._close_window(trainer)
 
-    def _close_window(self, step: int) -> None:
+    def _close_window(self, trainer: pl.Trainer) -> None:
         if self._window_sum is None or self._window_count == 0:
             return
         mean = float(self._window_sum) / self._window_count  # one host read per window
@@ -102,16 +113,22 @@ class CollapseMonitor(Callback):
         self.last = mean
         self.lowest = mean if self.lowest is None else min(self.lowest, mean)
         if mean < self.threshold and self.first_below_step is None:
-            self.first_below_step = int(step)
+            step = self.first_below_step = int(trainer.global_step)
             _warn(
                 f"warning: representation collapse at step {step}: the projector output's normalised std "
                 f"is {mean:.3f} (< collapse_threshold {self.threshold}; about 1 when healthy), so the "
-                "backbone is likely learning nothing useful"
+                "backbone is likely learning nothing useful",
             )
 
     # --------------------------------------------------------- results
     def summary(self) -> dict[str, Any]:
         """What ``pretrain.json`` records: the signal at the end, its lowest window, whether it fell."""
+        if not self.started:  # e.g. strategy=ddp_spawn: training ran in other processes
+            return {
+                "metric": COLLAPSE_METRIC,
+                "monitored": False,
+                "reason": "no training ran in this process",
+            }
         if not self.monitored:
             return {"metric": COLLAPSE_METRIC, "monitored": False, "reason": "the method has no projector"}
         return {
@@ -135,4 +152,6 @@ class CollapseMonitor(Callback):
 
 @rank_zero_only
 def _warn(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One line on stderr, on a line of its own even while a progress bar is drawn (tqdm lifts the bars,
+    writes, and draws them again)."""
+    tqdm.write(line, file=sys.stderr)
