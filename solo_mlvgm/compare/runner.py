@@ -1,8 +1,9 @@
 """Run a view comparison: check every run's config, export the finite dataset, pretrain and probe each
 (row, method, seed) that is not finished yet, probe a random backbone per seed, then write the report.
 
-A run is finished when its folder holds ``result.json`` (written last); re-running the command skips it,
-``force=true`` recomputes it. An unfinished folder (an interrupted run) is cleared and trained again.
+A run is finished when its folder holds ``result.json`` (written last) made by the same pretraining
+config (its digest is stored); re-running the command skips it, ``force=true`` recomputes it. An
+unfinished folder (an interrupted run), or one trained with another config, is cleared and trained again.
 """
 
 from __future__ import annotations
