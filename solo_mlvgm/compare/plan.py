@@ -22,6 +22,7 @@ from solo_mlvgm.methods import PRETRAINING_METHODS
 
 ROW_KEYS = {"label", "overrides", "methods", "needs", "hint", "export"}
 RESULT_FILE = "result.json"
+FLOOR_ROW = "random_backbone"  # the results of a randomly initialised backbone (the floor)
 
 
 @dataclass(frozen=True)

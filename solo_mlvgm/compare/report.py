@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from solo_mlvgm.compare.plan import FLOOR_ROW  # noqa: E402
 from solo_mlvgm.runs import replace_atomically, write_atomic, write_json  # noqa: E402
 
 
@@ -77,13 +78,13 @@ def _by_row(
     return by_key, rows
 
 
-def warnings_of(cells: Sequence[dict[str, Any]], floor_row: str = "random_backbone") -> dict[tuple, str]:
+def warnings_of(cells: Sequence[dict[str, Any]]) -> dict[tuple, str]:
     """What is wrong with a (row, method) cell, in words: seeds whose representation collapsed, and a mean
     top-1 at or below the random backbone's (the run learned nothing a random init does not have)."""
-    floor = next((c["top1"]["mean"] for c in cells if c["row"] == floor_row), None)
+    floor = next((c["top1"]["mean"] for c in cells if c["row"] == FLOOR_ROW), None)
     out = {}
     for c in cells:
-        if c["row"] == floor_row:
+        if c["row"] == FLOOR_ROW:
             continue
         found = []
         if c.get("collapsed_seeds"):

@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from solo_mlvgm.compare.plan import (
+    FLOOR_ROW,
     RESULT_FILE,
     PlannedRun,
     Row,
@@ -37,8 +38,6 @@ from solo_mlvgm.linear_eval import labelled_splits, probe
 from solo_mlvgm.methods.backbones import build_backbone
 from solo_mlvgm.pretrain import build_generator_from_cfg, build_pretraining, run_pretraining
 from solo_mlvgm.runs import load_backbone_file, write_json
-
-FLOOR_ROW = "random_backbone"
 
 
 def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str, DictConfig]]:

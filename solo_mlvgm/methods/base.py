@@ -132,16 +132,10 @@ class SSLMethod(pl.LightningModule):
         exclude, kwargs = _split_kwargs(opt)
         static = {id(p) for m in self.static_lr_modules() for p in m.parameters()}
         params = [p for m in self.trainable_modules() for p in m.parameters() if p.requires_grad]
-        groups: list[dict[str, Any]] = []
-        for is_static in (False, True):
-            chosen = [p for p in params if (id(p) in static) == is_static]
-            flag = {"static_lr": True} if is_static else {}
-            if exclude:  # no weight decay (and, for LARS, no adaptive scaling) on biases and norm parameters
-                groups.append({"params": [p for p in chosen if p.ndim != 1], **flag})
-                groups.append({"params": [p for p in chosen if p.ndim == 1], "weight_decay": 0.0, **flag})
-            else:
-                groups.append({"params": chosen, **flag})
-        groups = [g for g in groups if g["params"]]
+        groups = _decay_groups([p for p in params if id(p) not in static], exclude)
+        groups += [
+            {**g, "static_lr": True} for g in _decay_groups([p for p in params if id(p) in static], exclude)
+        ]
         if self.classifier is not None:
             groups.append(
                 {
@@ -164,6 +158,15 @@ def fill_method_kwargs(cfg: DictConfig, defaults: dict[str, Any]) -> DictConfig:
     with open_dict(cfg):
         cfg.method_kwargs = {**defaults, **given}
     return cfg
+
+
+def _decay_groups(params: list[nn.Parameter], exclude_bias_n_norm: bool) -> list[dict[str, Any]]:
+    """``params`` as optimiser groups; with ``exclude_bias_n_norm``, biases and norm parameters (1-d) get
+    no weight decay (and, for LARS, no adaptive scaling). Empty groups are left out."""
+    if not exclude_bias_n_norm:
+        return [{"params": params}] if params else []
+    decayed, plain = [p for p in params if p.ndim != 1], [p for p in params if p.ndim == 1]
+    return [g for g in ({"params": decayed}, {"params": plain, "weight_decay": 0.0}) if g["params"]]
 
 
 def _split_kwargs(opt: DictConfig) -> tuple[bool, dict]:
