@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,24 @@ def run_or_exit(fn: Callable[[], T]) -> T:
 
 
 def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T:
-    """``fn(cfg, run_dir)`` in the hydra app's output folder (the run folder), user errors as one line."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    return run_or_exit(lambda: fn(cfg, run_dir))
+    """``fn(cfg, run_dir)`` in the hydra app's output folder (the run folder), user errors as one line.
+
+    Hydra makes the folder (its ``.hydra`` record and the job log) before ``fn`` runs; a run refused with
+    a user error leaves no folder behind when that is all it holds."""
+    hydra = HydraConfig.get()
+    run_dir = Path(hydra.runtime.output_dir)
+    try:
+        return run_or_exit(lambda: fn(cfg, run_dir))
+    except SystemExit:
+        _remove_if_only_hydras(run_dir, {".hydra", f"{hydra.job.name}.log"}, str(cfg.get("name", "")))
+        raise
+
+
+def _remove_if_only_hydras(run_dir: Path, hydras: set[str], name: str) -> None:
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydras:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if name and run_dir.parent.name == name:  # runs/<name>/ when this was its only run
+            try:
+                run_dir.parent.rmdir()
+            except OSError:
+                pass

@@ -82,7 +82,7 @@ def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), done.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # nothing written: hydra's folder is removed again
 
 
 def test_linear_evaluation_of_a_missing_run_is_one_line(tmp_path):
