@@ -160,7 +160,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
             seed=int(cfg.seed),
             crop_size=cfg.data.get("crop_size"),
             autocast_dtype=generator_autocast(str(cfg.data.autocast)),
-            channels_last=bool(cfg.data.get("channels_last", True)),
+            channels_last=bool(cfg.data.get("channels_last", False)),
             world_size=trainer.world_size,
         )
         num_classes = generator.num_classes

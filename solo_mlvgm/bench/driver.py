@@ -131,7 +131,7 @@ def _integer(value: Any, key: str) -> int:
 
 def _device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -145,6 +145,8 @@ def _device(name: str) -> torch.device:
             raise ConfigError(
                 f"bench.device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
+        if device.index is None:  # torch.cuda.set_device and the loaders need the index
+            device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -185,7 +187,7 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir / "config.yaml", cfg)
     point_latest(run_dir)
-    channels_last = bool(cfg.data.get("channels_last", True))
+    channels_last = bool(cfg.data.get("channels_last", False))
     place_generator(generator, opts.device, channels_last)
     size = int(cfg.data.get("crop_size") or generator.resolution)
     folder = None

@@ -48,7 +48,7 @@ class SourceSetup:
     folder: Path | None  # the exported ImageFolder (folder sources)
     seed: int = 0
     autocast_dtype: torch.dtype | None = torch.bfloat16
-    channels_last: bool = True
+    channels_last: bool = False
     torch_workers: int = 2
     torch_augment_on: str = "workers"
     dali_threads: int = 2

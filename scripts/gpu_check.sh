@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# GPU check: every GPU path end to end at real size with random weights, one report.
+#
+#   bash scripts/gpu_check.sh [REPORT_DIR]        (default gpu_check/; needs a CUDA device)
+#
+# Steps (each under its own time limit; a failing step is recorded and the next one runs):
+#   env         torch, CUDA, the GPU
+#   cuda_tests  the tests that need a CUDA device
+#   render      BigBiGAN (128 px) and StyleGAN2 config-f (512 px) rendering, fp32/bf16 x contiguous/channels_last
+#   pretrain_*  a short ResNet-18 bf16 pretraining on BigBiGAN and on StyleGAN2 (Continuous Sampling, 112 px)
+#   mi_quant    MI quantification steps on BigBiGAN (ResNet-18, 112 px, bf16) and its Monte Carlo
+#   dali        the DALI GPU pipeline (needs nvidia-dali; skipped with the reason otherwise)
+#   bench       the paper's benchmark setting: BigBiGAN, ResNet-18 at 112 px, bf16, batch 32-256,
+#               torch loader with 8 workers (plus DALI/FFCV where installed)
+#   quickstart  the toy-world quickstart on the GPU (SimCLR, bf16-mixed) and its linear probe
+# GPU_CHECK_STEPS="bench quickstart" runs only the steps named (env always runs).
+# REPORT_DIR gets report.md (one line per step), gpu_check.log (all output), render.json and the benchmark's bench.json, bench.csv and bench.png.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-gpu_check}"
+mkdir -p "$out"
+log="$out/gpu_check.log"
+report="$out/report.md"
+: >"$log"
+export PYTHONUNBUFFERED=1
+if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "error: no CUDA device visible to torch; this script checks the GPU paths" >&2
+    exit 2
+fi
+{
+    echo "# GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo
+    echo "| step | result | seconds |"
+    echo "| --- | --- | --- |"
+} >"$report"
+
+step() {  # step NAME TIMEOUT_S COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    if [ -n "${GPU_CHECK_STEPS:-}" ] && [ "$name" != env ] && [[ " $GPU_CHECK_STEPS " != *" $name "* ]]; then
+        return 0
+    fi
+    echo "=== $name: $*" | tee -a "$log"
+    local t0=$SECONDS
+    timeout "$limit" "$@" >>"$log" 2>&1
+    local rc=$? dt=$((SECONDS - t0)) result
+    case $rc in
+        0) result=pass ;;
+        124) result="FAIL (over ${limit} s)" ;;
+        3) result="skipped (see log)" ;;
+        *) result="FAIL (exit $rc)" ;;
+    esac
+    echo "| $name | $result | $dt |" >>"$report"
+    echo "=== $name: $result in $dt s" | tee -a "$log"
+}
+
+step env 60 python -c "
+import torch, lightning, sys
+print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'lightning', lightning.__version__)
+p = torch.cuda.get_device_properties(0)
+print('gpu', p.name, p.total_memory // 2**20, 'MiB', p.multi_processor_count, 'SMs, bf16', torch.cuda.is_bf16_supported())
+"
+step cuda_tests 120 python -m pytest -q -p no:cacheprovider tests -k cuda
+step render 150 python scripts/generator_speed.py --device cuda --generators bigbigan stylegan2 \
+    --batch-sizes 32 128 --precisions fp32 bf16 --formats contiguous channels_last --repeats 3 \
+    --json "$out/render.json"
+gen_bigbigan=(generator=bigbigan generator.checkpoint=null views=bigbigan_ml_random)
+gen_stylegan2=(generator=stylegan2_cars generator.checkpoint=null views=stylegan2_ml_random)
+gpu_run=(backbone.name=resnet18 backbone.small_image_stem=false data.crop_size=112 precision=bf16-mixed)
+step pretrain_bigbigan 150 python main_pretrain.py --config-name mlvgm_simclr name=gpu_check_bigbigan \
+    "${gen_bigbigan[@]}" "${gpu_run[@]}" optimizer.batch_size=128 max_steps=40 log_every_n_steps=10
+step pretrain_stylegan2 150 python main_pretrain.py --config-name mlvgm_simclr name=gpu_check_stylegan2 \
+    "${gen_stylegan2[@]}" "${gpu_run[@]}" optimizer.batch_size=64 max_steps=20 log_every_n_steps=5
+step mi_quant 150 python main_quantify.py --config-name mi_quant name=gpu_check_mi generator=bigbigan \
+    generator.checkpoint=null backbone.name=resnet18 backbone.small_image_stem=false \
+    method_kwargs.input_size=112 method_kwargs.encoder_warmup_steps=5 precision=bf16-mixed \
+    levels=[z1] max_steps=30 log_every_n_steps=10 monte_carlo.samples=20000 recommend.crop_min_scale=0.2
+if python -c "import nvidia.dali" 2>/dev/null; then
+    step dali 150 python -m pytest -q -p no:cacheprovider tests -k dali
+else
+    echo "| dali | skipped: nvidia-dali is not installed | 0 |" >>"$report"
+fi
+step bench 300 python main_bench.py --config-name bench "${gen_bigbigan[@]}" "${gpu_run[@]}" \
+    bench.batch_sizes=[32,64,128,256] bench.torch.num_workers=8 bench.steps=20 bench.energy.enabled=false
+step quickstart 180 bash scripts/quickstart.sh precision=bf16-mixed
+latest_bench=$(ls -td runs/bench/*/ 2>/dev/null | head -1)
+if [ -n "$latest_bench" ]; then
+    for f in bench.json bench.csv bench.png; do [ -f "$latest_bench$f" ] && cp "$latest_bench$f" "$out/"; done
+fi
+echo
+cat "$report"
+echo "report: $report, log: $log"
