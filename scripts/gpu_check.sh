@@ -18,15 +18,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu_check}"
-mkdir -p "$out"
-log="$out/gpu_check.log"
-report="$out/report.md"
-: >"$log"
 export PYTHONUNBUFFERED=1
 if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "error: no CUDA device visible to torch; this script checks the GPU paths" >&2
     exit 2
 fi
+mkdir -p "$out"
+log="$out/gpu_check.log"
+report="$out/report.md"
+: >"$log"
 {
     echo "# GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo

@@ -103,3 +103,19 @@ def test_view_grid_script_writes_the_figure(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "grid.png").stat().st_size > 0 and "none (std 1)" in done.stdout
     assert not list(tmp_path.glob("*.log"))  # no hydra log files dropped into the working directory
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_check_refuses_a_machine_without_cuda_and_writes_nothing(tmp_path):
+    out = tmp_path / "report"
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: no CUDA device visible to torch; this script checks the GPU paths"
+    ]
+    assert not out.exists()
