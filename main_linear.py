@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from solo_mlvgm.cli import run_or_exit
-from solo_mlvgm.linear_eval import run_linear_eval
+from solo_mlvgm.entry.linear_eval import run_linear_eval
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="linear")

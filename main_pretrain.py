@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from solo_mlvgm.cli import run_in_output_dir
-from solo_mlvgm.pretrain import run_pretraining
+from solo_mlvgm.entry.pretrain import run_pretraining
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="mlvgm_simclr")

@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from solo_mlvgm.cli import run_in_output_dir
-from solo_mlvgm.quantify.driver import run_quantification
+from solo_mlvgm.entry.quantify import run_quantification
 
 # hydra.run.dir of configs/mi_quant.yaml: the resume folder when one is given, else a new timestamped folder.
 OmegaConf.register_new_resolver("resume_or", lambda resume, fresh: resume or fresh, replace=True)

@@ -7,14 +7,14 @@ import hydra
 from omegaconf import DictConfig
 
 from solo_mlvgm.cli import run_or_exit
-from solo_mlvgm.pretrain import build_generator_from_cfg
+from solo_mlvgm.settings import GeneratorSpec
 from solo_mlvgm.views import RandomPerturbation, ViewSpec, save_level_grid
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="view_grid")
 def main(cfg: DictConfig) -> None:
     def write() -> None:
-        generator = build_generator_from_cfg(cfg.generator)
+        generator = GeneratorSpec.from_config(cfg.generator).build()
         rows = save_level_grid(
             cfg.out,
             generator,

@@ -18,8 +18,8 @@ from solo_mlvgm.bench.report import roofline
 from solo_mlvgm.bench.sources import SourceSetup, missing_reason, open_source
 from solo_mlvgm.data.export import export_image_folder, export_is_complete
 from solo_mlvgm.data.real import ImageFolderData, list_image_folder
+from solo_mlvgm.entry.pretrain import build_pretraining
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.pretrain import build_pretraining
 from solo_mlvgm.views import ViewSpec
 from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD
 
@@ -248,6 +248,6 @@ def test_dali_trains_on_a_real_image_folder(tmp_path, world):
         "mlvgm_simclr", [*tiny, "data=dali", f"data.train_path={out}", "data.num_threads=1", "views=real"]
     )
     job = build_pretraining(cfg, tmp_path / "run")
-    assert job.cfg.data.num_classes == len(list(out.glob("class_*")))
+    assert job.num_classes == len(list(out.glob("class_*")))
     job.trainer.fit(job.method, datamodule=job.data)
     assert job.trainer.global_step == 3

@@ -157,13 +157,15 @@ def test_bad_architectures_are_rejected(kwargs, message):
 def test_the_bigbigan_config_requires_a_checkpoint_and_says_where_it_comes_from():
     from omegaconf import OmegaConf
 
-    from solo_mlvgm.pretrain import build_generator_from_cfg
+    from solo_mlvgm.settings import GeneratorSpec
 
     from .conftest import CONFIGS
 
     cfg = OmegaConf.load(CONFIGS / "generator" / "bigbigan.yaml")
     with pytest.raises(ConfigError, match="needs generator.checkpoint=<path> \\(BigBiGAN_x1.pth"):
-        build_generator_from_cfg(cfg)
+        GeneratorSpec.from_config(cfg).build()
     cfg.checkpoint = None
     cfg.ch, cfg.dim_z, cfg.shared_dim = 4, 24, 8
-    assert isinstance(build_generator_from_cfg(cfg), BigBiGAN)  # random weights when asked explicitly
+    assert isinstance(
+        GeneratorSpec.from_config(cfg).build(), BigBiGAN
+    )  # random weights when asked explicitly

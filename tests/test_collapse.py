@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from solo_mlvgm.entry.pretrain import build_pretraining
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.collapse import COLLAPSE_METRIC, CollapseMonitor, check_threshold, normalised_std
-from solo_mlvgm.pretrain import build_pretraining
 
 from .conftest import TINY, compose_cfg
 

@@ -221,9 +221,8 @@ def test_aggregate_reports_mean_and_sample_std_over_seeds():
 def test_supervised_method_needs_labels():
     cfg = Supervised.validate_cfg(compose_cfg("supervised", ["data.num_classes=0"]))
     with pytest.raises(ConfigError, match="needs labels"):
-        Supervised(cfg)  # an unlabelled source (a generator without classes) has num_classes 0
-    cfg.data.num_classes = 10
-    assert Supervised(cfg).classifier.out_features == 10
+        Supervised(cfg, 0)  # an unlabelled source (a generator without classes) has num_classes 0
+    assert Supervised(cfg, 10).classifier.out_features == 10
 
 
 def test_tiny_comparison_end_to_end_then_resumes(tmp_path, hydra_configs):

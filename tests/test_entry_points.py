@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from solo_mlvgm.backends import solo_importable
 from solo_mlvgm.methods import build_backbone
-from solo_mlvgm.pretrain import solo_importable
 
 from .conftest import ROOT, TINY
 

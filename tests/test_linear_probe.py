@@ -29,7 +29,7 @@ def test_probe_separates_separable_classes_and_not_noise():
 
 def test_linear_eval_warns_when_pretraining_does_not_beat_random_init(tmp_path, capsys):
     """A 'pretrained' backbone that is the random init itself cannot beat it: one warning line, recorded."""
-    from solo_mlvgm.linear_eval import run_linear_eval
+    from solo_mlvgm.entry.linear_eval import run_linear_eval
     from solo_mlvgm.methods import build_backbone
     from solo_mlvgm.runs import save_backbone
 

@@ -8,9 +8,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from solo_mlvgm.entry.pretrain import build_pretraining
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods import PRETRAINING_METHODS, build_backbone
-from solo_mlvgm.pretrain import build_pretraining
 
 from .conftest import TINY as _TINY
 from .conftest import TINY_RUN as _TINY_RUN

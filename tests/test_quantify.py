@@ -12,11 +12,12 @@ import pytest
 import torch
 import yaml
 
+from solo_mlvgm.entry import quantify as driver
+from solo_mlvgm.entry.pretrain import build_pretraining
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import build_generator
-from solo_mlvgm.methods import METHODS, MIQuant, method_class
-from solo_mlvgm.pretrain import build_pretraining
-from solo_mlvgm.quantify import driver
+from solo_mlvgm.methods import METHODS, method_class
+from solo_mlvgm.quantify.method import MIQuant
 from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
 from solo_mlvgm.quantify.recommend import recommended_views, std_for_change
 from solo_mlvgm.quantify.stop import GammaStop
@@ -209,8 +210,8 @@ def test_forward_pair_matches_rendering_both_views(world, level):
     assert torch.equal(first, world(anchor)) and torch.allclose(second, world(positive), atol=1e-6)
 
 
-def test_mi_quant_is_registered_but_not_a_pretraining_method():
-    assert METHODS["mi_quant"] is MIQuant
+def test_mi_quant_is_not_a_pretraining_method():
+    assert "mi_quant" not in METHODS
     with pytest.raises(ConfigError, match="main_quantify.py"):
         method_class("mi_quant")
 
@@ -293,7 +294,7 @@ def test_recommended_views_file_feeds_pretraining(tmp_path):
         yaml.safe_dump({"name": "mi_recommended", "pixel": "none", "perturb": {"color": {"std": 0.3}}})
     )
     job = build_pretraining(compose_cfg("mlvgm_simclr", [*TINY, f"views_file={views}"]), tmp_path / "run")
-    assert job.spec.name == "mi_recommended" and set(job.spec.perturb) == {"color"}
+    assert job.spec.views.name == "mi_recommended" and set(job.spec.views.perturb) == {"color"}
     with pytest.raises(ConfigError, match="views_file"):
         build_pretraining(
             compose_cfg("mlvgm_simclr", [*TINY, f"views_file={tmp_path / 'no.yaml'}"]), tmp_path

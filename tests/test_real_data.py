@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from solo_mlvgm.data import ImageFolderData, export_image_folder, render_labelled
+from solo_mlvgm.entry.pretrain import build_pretraining
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.pretrain import build_pretraining
 
 from .conftest import TINY, compose_cfg
 
@@ -64,7 +64,7 @@ def test_training_on_an_image_folder(tmp_path, world):
         [*tiny, "data=image_folder", f"data.train_path={out}", "data.num_workers=0", "views=real"],
     )
     job = build_pretraining(cfg, tmp_path / "run")
-    assert job.generator is None and job.cfg.data.num_classes == len(list(out.glob("class_*")))
+    assert job.generator is None and job.num_classes == len(list(out.glob("class_*")))
     job.trainer.fit(job.method, datamodule=job.data)
     assert job.trainer.global_step == 3
 

@@ -16,14 +16,16 @@ pytest.importorskip(
 from solo.methods import METHODS  # noqa: E402
 from solo.methods.base import BaseMethod  # noqa: E402
 
-from solo_mlvgm import solo as bridge  # noqa: E402
+from solo_mlvgm.backends import resolve_backend
+from solo_mlvgm.backends import solo as bridge
 from solo_mlvgm.data.export import export_image_folder  # noqa: E402
+from solo_mlvgm.entry import quantify as driver  # noqa: E402
+from solo_mlvgm.entry.linear_eval import run_linear_eval  # noqa: E402
+from solo_mlvgm.entry.pretrain import build_pretraining  # noqa: E402
 from solo_mlvgm.errors import ConfigError  # noqa: E402
-from solo_mlvgm.linear_eval import run_linear_eval  # noqa: E402
 from solo_mlvgm.methods import build_backbone  # noqa: E402
-from solo_mlvgm.pretrain import build_pretraining, resolve_backend  # noqa: E402
-from solo_mlvgm.quantify import driver  # noqa: E402
 from solo_mlvgm.runs import BACKBONE_FILE, save_backbone  # noqa: E402
+from solo_mlvgm.settings import PretrainSpec  # noqa: E402
 
 from .conftest import TINY, compose_cfg  # noqa: E402
 
@@ -37,10 +39,10 @@ def _finite_metrics(trainer) -> dict[str, float]:
 
 
 def test_auto_is_solo_when_importable_and_lightly_without_it(monkeypatch):
-    assert resolve_backend("auto", "simsiam") == "solo"
-    assert resolve_backend("auto", "supervised") == "lightly"  # our baseline, not a solo-learn method
+    assert resolve_backend("auto", "simsiam").name == "solo"
+    assert resolve_backend("auto", "supervised").name == "lightly"  # our baseline, not a solo-learn method
     monkeypatch.setitem(sys.modules, "solo", None)
-    assert resolve_backend("auto", "simsiam") == "lightly"
+    assert resolve_backend("auto", "simsiam").name == "lightly"
     with pytest.raises(ConfigError, match="backend=solo needs solo-learn.*git clone"):
         resolve_backend("solo", "simsiam")
 
@@ -49,7 +51,7 @@ def test_auto_is_solo_when_importable_and_lightly_without_it(monkeypatch):
 def test_our_config_builds_and_trains_solo_learns_method(tmp_path, method):
     job = build_pretraining(compose_cfg(f"mlvgm_{method}", SOLO), tmp_path)
     model = job.method
-    assert isinstance(model, METHODS[method]) and job.cfg.backend == "solo"
+    assert isinstance(model, METHODS[method]) and job.backend.name == "solo"
     # solo's own parse_cfg ran: dataset from the generator, classes from its labels, devices as a list
     assert model.cfg.data.dataset.startswith("mlvgm-toyworld-") and model.cfg.data.num_classes == 10
     assert list(model.cfg.devices) == [0]
@@ -104,9 +106,13 @@ def test_image_folder_baseline_trains_the_same_solo_method(tmp_path, world):
 
 
 def test_dataset_names_tell_generators_apart():
-    a = bridge.generator_dataset_name(compose_cfg("mlvgm_simclr"))
-    b = bridge.generator_dataset_name(compose_cfg("mlvgm_simclr", ["generator.coupling=0.5"]))
-    assert a != b and a == bridge.generator_dataset_name(compose_cfg("mlvgm_simclr"))
+    def name(*overrides: str) -> str:
+        return bridge.generator_dataset_name(
+            PretrainSpec.from_config(compose_cfg("mlvgm_simclr", list(overrides)))
+        )
+
+    a, b = name(), name("generator.coupling=0.5")
+    assert a != b and a == name()
 
 
 @pytest.mark.parametrize(
@@ -126,6 +132,7 @@ def test_bad_solo_configs_fail_before_anything_is_written(tmp_path, override, me
 
 
 def test_mi_quant_is_registered_and_solo_builds_it_by_name(tmp_path):
+    bridge.SoloBackend()  # registers our backbones and mi_quant in solo-learn
     assert METHODS["mi_quant"] is bridge.SoloMIQuant and "convnet6" in BaseMethod._BACKBONES
     cfg = compose_cfg(
         "mi_quant",
@@ -144,10 +151,15 @@ def test_mi_quant_is_registered_and_solo_builds_it_by_name(tmp_path):
     # a solo-learn batch is accepted: the method renders its own pairs
     batch = [torch.arange(8), [torch.zeros(8, 3, 32, 32)] * 2, torch.full((8,), -1)]
     batches = torch.utils.data.DataLoader([batch] * 3, batch_size=None)
-    from solo_mlvgm.pretrain import make_trainer
+    from solo_mlvgm.settings import TrainerSpec
+    from solo_mlvgm.trainer import make_trainer
 
     trainer = make_trainer(
-        cfg, max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+        TrainerSpec.from_config(cfg),
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
     )
     walker = {k: v.clone() for k, v in model.walker.state_dict().items()}
     trainer.fit(model, train_dataloaders=batches)

@@ -27,7 +27,7 @@ from solo_mlvgm.generators.stylegan2 import (
     modulated_conv2d,
     upsample2x,
 )
-from solo_mlvgm.pretrain import build_generator_from_cfg
+from solo_mlvgm.settings import GeneratorSpec
 from solo_mlvgm.views import ViewSpec
 
 from .conftest import TINY, compose_cfg
@@ -543,7 +543,7 @@ def test_a_pickle_naming_os_system_or_any_other_global_is_rejected(tmp_path):
 def test_cars_config_needs_a_checkpoint_and_crops_384_to_128(tmp_path):
     cfg = compose_cfg("mlvgm_byol", ["generator=stylegan2_cars", "views=stylegan2_ml_random"])
     with pytest.raises(ConfigError, match="stylegan2-car-config-f.pkl") as err:
-        build_generator_from_cfg(cfg.generator)
+        GeneratorSpec.from_config(cfg.generator).build()
     assert "\n" not in str(err.value)
     torch.manual_seed(0)
     small = build_generator("stylegan2", z_dim=16, w_dim=16, mapping_layers=2, channel_max=2)  # 512 px, 16 ws
@@ -551,7 +551,7 @@ def test_cars_config_needs_a_checkpoint_and_crops_384_to_128(tmp_path):
     cfg = compose_cfg(
         "mlvgm_byol", ["generator=stylegan2_cars", f"generator.checkpoint={tmp_path / 'cars.pt'}"]
     )
-    generator = build_generator_from_cfg(cfg.generator)
+    generator = GeneratorSpec.from_config(cfg.generator).build()
     assert (generator.center_crop, generator.resize, generator.resolution, generator.truncation) == (
         384,
         128,
@@ -579,7 +579,7 @@ def test_cars_config_needs_a_checkpoint_and_crops_384_to_128(tmp_path):
 
 
 def test_byol_trains_on_continuous_sampling_from_a_stylegan2_checkpoint(tmp_path):
-    from solo_mlvgm.pretrain import build_pretraining
+    from solo_mlvgm.entry.pretrain import build_pretraining
 
     make_tiny().save_checkpoint(str(tmp_path / "g.pt"))
     cfg = compose_cfg(
@@ -635,7 +635,7 @@ def test_bf16_autocast_and_channels_last_render_what_fp32_renders(name):
 def test_mi_quantification_runs_per_group_by_default_and_recommends_group_views(tmp_path):
     import yaml
 
-    from solo_mlvgm.quantify import driver
+    from solo_mlvgm.entry import quantify as driver
 
     from .test_quantify import TINY_MI
 

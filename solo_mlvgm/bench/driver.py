@@ -44,8 +44,8 @@ from solo_mlvgm.data.export import (
 from solo_mlvgm.data.real import AUGMENT_PLACES
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.pretrain import build_generator_from_cfg, generator_autocast, load_views_file
 from solo_mlvgm.runs import point_latest, save_config
+from solo_mlvgm.settings import GeneratorSpec, generator_autocast, load_views_file
 from solo_mlvgm.timing import device_name
 from solo_mlvgm.views.sampler import ViewSampler
 from solo_mlvgm.views.spec import ViewSpec
@@ -168,10 +168,8 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if precision_dtype(cfg.precision) is not None and opts.device.type == "cpu":
         warnings.warn("bf16-mixed on a CPU is emulated on most CPUs and slow", stacklevel=2)
     autocast_dtype = generator_autocast(str(cfg.data.autocast))
-    if cfg.get("views_file"):
-        cfg.views = load_views_file(cfg.views_file)
-    spec = ViewSpec.from_config(cfg.views)
-    generator = build_generator_from_cfg(cfg.generator).freeze()
+    spec = ViewSpec.from_config(load_views_file(str(cfg.views_file)) if cfg.get("views_file") else cfg.views)
+    generator = GeneratorSpec.from_config(cfg.generator).build()
     ViewSampler(generator, spec)  # level names checked against this generator before any work
     TrainingStep(cfg, generator.num_classes, opts.device, total_steps=1)  # the method builds
     export_dir = opts.export_dir or default_export_dir(cfg, generator, opts.export_n, opts.export_format)

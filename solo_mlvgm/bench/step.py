@@ -4,7 +4,7 @@ one forward/backward/update per batch, exactly as pretraining runs it (``trainin
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods import SSLMethod, method_class
@@ -27,10 +27,8 @@ class TrainingStep:
     def __init__(self, cfg: DictConfig, num_classes: int, device: torch.device, total_steps: int) -> None:
         cls = method_class(cfg.method)
         cfg = cls.validate_cfg(cfg.copy())
-        with open_dict(cfg):
-            cfg.data.num_classes = int(num_classes)
         torch.manual_seed(int(cfg.seed))
-        self.method: SSLMethod = cls(cfg).to(device)
+        self.method: SSLMethod = cls(cfg, int(num_classes)).to(device)
         self.method.total_steps = total_steps  # BYOL's momentum schedule reads it
         self.method.train()
         self.optimizer = self.method.build_optimizer(world_size=1)

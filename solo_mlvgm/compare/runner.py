@@ -33,11 +33,13 @@ from solo_mlvgm.compare.plan import (
 )
 from solo_mlvgm.compare.report import write_report
 from solo_mlvgm.data.export import export_image_folder
+from solo_mlvgm.entry.linear_eval import labelled_splits
+from solo_mlvgm.entry.pretrain import build_pretraining, run_pretraining
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.linear_eval import labelled_splits, probe
 from solo_mlvgm.methods.backbones import build_backbone
-from solo_mlvgm.pretrain import build_generator_from_cfg, build_pretraining, run_pretraining
+from solo_mlvgm.methods.linear_probe import probe_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
+from solo_mlvgm.settings import GeneratorSpec
 
 
 def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str, DictConfig]]:
@@ -86,7 +88,7 @@ def _export(row: Row, run_cfg: DictConfig) -> None:
     path = run_cfg.data.get("train_path")
     if not path:
         raise ConfigError(f"rows.{row.name}.export needs data.train_path in the row's overrides")
-    generator = build_generator_from_cfg(run_cfg.generator)
+    generator = GeneratorSpec.from_config(run_cfg.generator).build()
     export_image_folder(generator, path, row.export, seed=0)
     print(f"[{row.name}] finite dataset: {row.export} images in {path}")
 
@@ -112,7 +114,7 @@ class Evaluator:
         cfg = copy.deepcopy(self.linear)
         cfg.seed = seed
         torch.manual_seed(seed)
-        return probe(backbone, self.splits(run_cfg), cfg)
+        return probe_backbone(backbone, self.splits(run_cfg), cfg.probe, seed)
 
 
 def config_digest(run_cfg: DictConfig) -> str:

@@ -32,15 +32,18 @@ class SSLMethod(pl.LightningModule):
 
     defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
+        """``cfg`` in solo-learn's schema, checked by ``validate_cfg``; ``num_classes``: the online probe's
+        classes (0: the data has no labels, no probe)."""
         super().__init__()
         self.cfg = cfg
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.save_hyperparameters(
+            {"cfg": OmegaConf.to_container(cfg, resolve=True), "num_classes": num_classes}
+        )
         self.backbone, self.feature_dim = build_backbone(
             cfg.backbone.name, bool(cfg.backbone.small_image_stem)
         )
         self.backbone.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
-        num_classes = int(cfg.data.num_classes)
         self.classifier = nn.Linear(self.feature_dim, num_classes) if num_classes > 0 else None
 
     # -------------------------------------------------------------- config

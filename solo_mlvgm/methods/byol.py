@@ -14,8 +14,10 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from solo_mlvgm.methods.base import SSLMethod
+from solo_mlvgm.methods.registry import register_method
 
 
+@register_method("byol")
 class BYOL(SSLMethod):
     defaults: ClassVar[dict[str, Any]] = {
         "proj_hidden_dim": 4096,
@@ -25,8 +27,8 @@ class BYOL(SSLMethod):
         "final_tau": 1.0,
     }
 
-    def __init__(self, cfg: DictConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
+        super().__init__(cfg, num_classes)
         kw = cfg.method_kwargs
         self.projector = BYOLProjectionHead(self.feature_dim, kw.proj_hidden_dim, kw.proj_output_dim)
         self.predictor = BYOLPredictionHead(kw.proj_output_dim, kw.pred_hidden_dim, kw.proj_output_dim)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from solo_mlvgm.views.pixel import normalize
@@ -74,3 +75,26 @@ def train_linear_probe(
         "top5": topk_accuracy(test_logits, test_y, 5),
         "train_top1": topk_accuracy(train_logits, train_y, 1),
     }
+
+
+def probe_backbone(
+    backbone: nn.Module,
+    splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
+    probe: DictConfig,
+    seed: int,
+) -> dict[str, float]:
+    """The linear probe of a frozen backbone on (train images, labels, test images, labels, classes), with
+    the ``probe`` block of linear.yaml (epochs, lr, batch_size, weight_decay)."""
+    train_x, train_y, test_x, test_y, k = splits
+    return train_linear_probe(
+        extract_features(backbone, train_x),
+        train_y,
+        extract_features(backbone, test_x),
+        test_y,
+        k,
+        epochs=int(probe.epochs),
+        lr=float(probe.lr),
+        batch_size=int(probe.batch_size),
+        weight_decay=float(probe.weight_decay),
+        seed=seed,
+    )

@@ -11,13 +11,15 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from solo_mlvgm.methods.base import SSLMethod
+from solo_mlvgm.methods.registry import register_method
 
 
+@register_method("simclr")
 class SimCLR(SSLMethod):
     defaults: ClassVar[dict[str, Any]] = {"proj_hidden_dim": 2048, "proj_output_dim": 256, "temperature": 0.2}
 
-    def __init__(self, cfg: DictConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
+        super().__init__(cfg, num_classes)
         kw = cfg.method_kwargs
         self.projector = SimCLRProjectionHead(self.feature_dim, kw.proj_hidden_dim, kw.proj_output_dim)
         self.criterion = NTXentLoss(temperature=kw.temperature, gather_distributed=True)

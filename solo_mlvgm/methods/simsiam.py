@@ -11,8 +11,10 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from solo_mlvgm.methods.base import SSLMethod
+from solo_mlvgm.methods.registry import register_method
 
 
+@register_method("simsiam")
 class SimSiam(SSLMethod):
     defaults: ClassVar[dict[str, Any]] = {
         "proj_hidden_dim": 2048,
@@ -20,8 +22,8 @@ class SimSiam(SSLMethod):
         "pred_hidden_dim": 512,
     }
 
-    def __init__(self, cfg: DictConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
+        super().__init__(cfg, num_classes)
         kw = cfg.method_kwargs
         self.projector = SimSiamProjectionHead(self.feature_dim, kw.proj_hidden_dim, kw.proj_output_dim)
         self.predictor = SimSiamPredictionHead(kw.proj_output_dim, kw.pred_hidden_dim, kw.proj_output_dim)

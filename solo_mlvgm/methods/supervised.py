@@ -16,15 +16,17 @@ from torch import Tensor, nn
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.base import SSLMethod
+from solo_mlvgm.methods.registry import register_method
 
 
+@register_method("supervised")
 class Supervised(SSLMethod):
-    def __init__(self, cfg: DictConfig) -> None:
-        if int(cfg.data.num_classes) <= 0:
+    def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
+        if num_classes <= 0:
             raise ConfigError(
                 "method 'supervised' needs labels: a generator with classes or an image folder of class subfolders"
             )
-        super().__init__(cfg)
+        super().__init__(cfg, num_classes)
 
     def trainable_modules(self) -> Iterator[nn.Module]:
         yield self.backbone

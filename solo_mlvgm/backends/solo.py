@@ -1,7 +1,8 @@
-"""The solo-learn bridge: solo-learn's own methods and linear evaluation on our data sources.
+"""The solo backend: solo-learn's own methods and linear evaluation on our data sources. This is the one
+module that imports solo-learn.
 
-Importing this module needs solo-learn (1.0.6, installed from its repository) and registers, in
-solo-learn's own registries:
+Importing it needs solo-learn (1.0.6, installed from its repository). ``SoloBackend()`` registers, once,
+in solo-learn's own registries:
 
 - ``solo.methods.METHODS["mi_quant"]``: the MI-quantification method, buildable by name from a solo-style
   cfg (``generator``, ``level``, ``method_kwargs``, ``optimizer``, ``backbone``, ``max_steps``);
@@ -40,11 +41,12 @@ import logging
 import warnings
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 
 with warnings.catch_warnings():  # solo-learn's imports warn about deprecated torch/timm APIs
@@ -60,7 +62,10 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
 from solo_mlvgm.methods.backbones import BACKBONES, build_backbone
-from solo_mlvgm.methods.mi_quant import MIQuant
+from solo_mlvgm.quantify.method import MIQuant
+from solo_mlvgm.settings import GeneratorSpec, PretrainSpec, TrainerSpec
+from solo_mlvgm.trainer import make_trainer
+from solo_mlvgm.views.pixel import normalize
 
 # solo-learn entries that are not two-view pretraining methods of ours to run from main_pretrain.py
 NOT_PRETRAINING = ("base", "linear", "mi_quant")
@@ -108,9 +113,7 @@ class SoloMIQuant(MIQuant):
     ) -> None:
         cfg = self.add_and_assert_specific_cfg(cfg)
         if generator is None:
-            from solo_mlvgm.pretrain import build_generator_from_cfg
-
-            generator = build_generator_from_cfg(cfg.generator)
+            generator = GeneratorSpec.from_config(cfg.generator).build()
         level = str(cfg.level)
         super().__init__(cfg, generator, indices or generator.resolve(level), level)
 
@@ -127,10 +130,11 @@ class SoloMIQuant(MIQuant):
         return super().training_step(batch, batch_idx)
 
 
-# What importing the bridge registers in solo-learn (idempotent).
-for _name, _factory in OUR_BACKBONES.items():
-    BaseMethod._BACKBONES.setdefault(_name, _factory)
-METHODS["mi_quant"] = SoloMIQuant
+def register_in_solo() -> None:
+    """Our backbones and ``mi_quant`` in solo-learn's registries (idempotent)."""
+    for name, factory in OUR_BACKBONES.items():
+        BaseMethod._BACKBONES.setdefault(name, factory)
+    METHODS["mi_quant"] = SoloMIQuant
 
 
 # -------------------------------------------------------------------- methods
@@ -213,14 +217,12 @@ def registered_dataset(module: ModuleType, dataset: str, num_classes: int) -> It
             counts[dataset] = before
 
 
-def generator_dataset_name(cfg: DictConfig) -> str:
+def generator_dataset_name(spec: PretrainSpec) -> str:
     """A dataset name for a generator run: the generator's name plus a hash of generator and views."""
-    data = {
-        "generator": OmegaConf.to_container(cfg.generator, resolve=True),
-        "views": OmegaConf.to_container(cfg.views, resolve=True),
-    }
-    digest = hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"mlvgm-{cfg.generator.name}-{digest}"
+    assert spec.generator is not None
+    data = {"generator": repr(spec.generator), "views": repr(spec.views)}
+    digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    return f"mlvgm-{spec.generator.name}-{digest}"
 
 
 def _plain(cfg: DictConfig) -> DictConfig:
@@ -254,15 +256,12 @@ def _optimizer_block(cfg: DictConfig) -> None:
 
 
 def solo_pretrain_cfg(
-    cfg: DictConfig,
-    *,
-    num_classes: int,
-    num_devices: int,
-    num_nodes: int = 1,
-    train_path: str | None = None,
+    cfg: DictConfig, spec: PretrainSpec, *, num_classes: int, num_devices: int, num_nodes: int = 1
 ) -> DictConfig:
-    """Our run config as solo-learn's ``parse_cfg`` makes it (``train_path``: the image folder, if any)."""
-    method = str(cfg.method)
+    """Our run config as solo-learn's ``parse_cfg`` makes it: solo-learn's keys from ``cfg``, ours from
+    ``spec``."""
+    method = spec.method
+    train_path = spec.data.train_path
     check_method(method)
     if cfg.get("auto_resume", {}).get("enabled"):
         raise ConfigError(
@@ -311,20 +310,21 @@ def solo_pretrain_cfg(
     s.checkpoint = {"enabled": False}
     s.auto_resume = {"enabled": False}
     s.wandb = {"enabled": False}
-    dataset = None if train_path else generator_dataset_name(cfg)
+    dataset = None if train_path else generator_dataset_name(spec)
     s.data = {
         "dataset": dataset or "custom",
         "train_path": str(train_path) if train_path else None,
         "val_path": None,
         "format": "image_folder",
         "no_labels": no_labels,
-        "num_workers": int(cfg.data.get("num_workers", 0)),
+        "num_workers": spec.data.num_workers,
     }
-    crop = int(cfg.data.get("crop_size") or cfg.data.get("resolution") or cfg.generator.get("resolution", 32))
+    generator_px = spec.generator.options.get("resolution", 32) if spec.generator else 32
+    crop = int(spec.data.crop_size or spec.data.resolution or generator_px)
     s.augmentations = [{"crop_size": crop, "num_crops": 2}]  # two large crops, made by our datamodule
     s.devices = list(range(int(num_devices)))
     s.num_nodes = int(num_nodes)
-    s.strategy = str(cfg.get("strategy", "auto"))
+    s.strategy = spec.trainer.strategy
     s = _parse(solo_pretrain_args.parse_cfg, solo_pretrain_args, s, dataset, num_classes)
     # solo scales classifier_lr per 256 images only when a validation path is set; ours always is.
     s.optimizer.classifier_lr = (
@@ -371,18 +371,11 @@ def _quiet_solo() -> Iterator[None]:
 
 
 def build_solo_method(
-    cfg: DictConfig,
-    *,
-    num_classes: int,
-    num_devices: int,
-    num_nodes: int = 1,
-    train_path: str | None = None,
+    cfg: DictConfig, spec: PretrainSpec, *, num_classes: int, num_devices: int, num_nodes: int = 1
 ) -> nn.Module:
     """``solo.methods.METHODS[cfg.method]`` (with ``_OurData``) built from our run config, as solo's
     main_pretrain.py builds it: parse_cfg, construction, make_contiguous, channels_last."""
-    s = solo_pretrain_cfg(
-        cfg, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes, train_path=train_path
-    )
+    s = solo_pretrain_cfg(cfg, spec, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes)
     _check_optimizer(s)
     cls = solo_method_class(str(s.method))
     try:
@@ -437,3 +430,103 @@ def build_linear_model(backbone: nn.Module, feature_dim: int, s: DictConfig) -> 
     if not s.performance.disable_channel_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def solo_linear(
+    backbone: nn.Module,
+    feature_dim: int,
+    backbone_name: str,
+    splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
+    cfg: DictConfig,
+    run_cfg: DictConfig,
+) -> dict[str, Any]:
+    """solo-learn's linear method (``LinearModel``, frozen backbone) trained on the train split and
+    validated on the test split; top-1/top-5 in percent, as solo-learn computes them."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    train_x, train_y, test_x, test_y, k = splits
+    folder = cfg.data.get("train_path") if cfg.data.source == "image_folder" else None
+    dataset = None if folder else f"mlvgm-{run_cfg.generator.name}-linear"
+    s = solo_linear_cfg(cfg, backbone_name, k, dataset, folder)
+    model = build_linear_model(backbone, feature_dim, s)
+    batch = int(s.optimizer.batch_size)
+    order = torch.Generator().manual_seed(int(cfg.seed))
+    train = DataLoader(
+        TensorDataset(normalize(train_x), train_y), batch_size=batch, shuffle=True, generator=order
+    )
+    test = DataLoader(TensorDataset(normalize(test_x), test_y), batch_size=batch)
+    trainer = make_trainer(
+        TrainerSpec(precision=str(s.get("precision", "32-true"))),
+        max_epochs=int(s.max_epochs),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    with warnings.catch_warnings():  # LinearModel defines a validation step; validation runs once, after
+        warnings.filterwarnings("ignore", message=".*val_dataloader.*|.*LeafSpec.*")
+        trainer.fit(model, train_dataloaders=train)
+        train_top1 = trainer.callback_metrics.get("train_acc1_epoch")
+        val = trainer.validate(model, test, verbose=False)[0]
+    return {
+        "top1": float(val["val_acc1"]),
+        "top5": float(val["val_acc5"]),
+        "train_top1": float(train_top1) if train_top1 is not None else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------- backend
+class SoloBackend:
+    """solo-learn's methods and linear evaluation behind the ``Backend`` interface."""
+
+    name = "solo"
+
+    def __init__(self) -> None:
+        register_in_solo()
+
+    def pretraining_methods(self) -> list[str]:
+        return pretraining_methods()
+
+    def check_method(self, cfg: DictConfig) -> DictConfig:
+        check_method(str(cfg.method))
+        return cfg.copy()
+
+    def build_method(
+        self,
+        method_cfg: DictConfig,
+        spec: PretrainSpec,
+        *,
+        num_classes: int,
+        num_devices: int,
+        num_nodes: int,
+    ) -> nn.Module:
+        return build_solo_method(
+            method_cfg, spec, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes
+        )
+
+    def describe(self, method: nn.Module) -> str:
+        return f"solo (solo-learn {solo_version()}, {type(method).__name__})"
+
+    def write_run_files(self, method: nn.Module, run_dir: Path) -> None:
+        from solo_mlvgm.runs import save_config
+
+        save_config(run_dir / "solo_config.yaml", method.cfg)
+
+    def build_quantifier(
+        self, cfg: DictConfig, generator: MultiLatentGenerator, level: str, indices: tuple[int, ...]
+    ) -> MIQuant:
+        """Built by name from solo-learn's ``METHODS`` (where ``register_in_solo`` put it)."""
+        level_cfg = cfg.copy()
+        with open_dict(level_cfg):
+            level_cfg.level = level
+        return METHODS["mi_quant"](level_cfg, generator=generator, indices=indices)
+
+    def linear_eval(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        backbone_name: str,
+        splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
+        cfg: DictConfig,
+        run_cfg: DictConfig,
+    ) -> dict[str, Any]:
+        return solo_linear(backbone, feature_dim, backbone_name, splits, cfg, run_cfg)

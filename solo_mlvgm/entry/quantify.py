@@ -29,16 +29,18 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from solo_mlvgm.backends import Backend, resolve_backend
 from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.methods.mi_quant import MIQuant
-from solo_mlvgm.pretrain import build_generator_from_cfg, make_trainer, quiet_lightning, resolve_backend
+from solo_mlvgm.quantify.method import MIQuant
 from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
 from solo_mlvgm.quantify.plots import plot_loss_curves, plot_mu_sigma
 from solo_mlvgm.quantify.recommend import recommended_views
 from solo_mlvgm.quantify.table import assign_verdicts, write_table
 from solo_mlvgm.runs import point_latest, save_config, save_torch, write_atomic, write_csv, write_json
+from solo_mlvgm.settings import GeneratorSpec, TrainerSpec, integer
+from solo_mlvgm.trainer import make_trainer, quiet_lightning
 from solo_mlvgm.views.pixel import check_pixel_options
 from solo_mlvgm.views.walker import save_walker
 
@@ -64,21 +66,21 @@ def selected_levels(cfg: DictConfig, generator: MultiLatentGenerator) -> list[tu
     return [(name, generator.resolve(name)) for name in names]
 
 
-def check_cfg(cfg: DictConfig) -> DictConfig:
+def check_cfg(cfg: DictConfig) -> tuple[DictConfig, Backend]:
+    """The config with mi_quant's defaults filled (a copy) and the backend; one ``ConfigError`` line on
+    any bad setting."""
     if cfg.get("method") != "mi_quant":
         raise ConfigError(f"main_quantify.py runs method mi_quant, got method '{cfg.get('method')}'")
-    if int(cfg.seed) < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
-    cfg = MIQuant.validate_cfg(cfg)
-    with open_dict(cfg):
-        cfg.backend = resolve_backend(str(cfg.get("backend", "auto")))
+    integer(cfg.seed, "seed", 0)
+    cfg = MIQuant.validate_cfg(cfg.copy())
+    backend = resolve_backend(str(cfg.get("backend", "auto")))
     if int(cfg.monte_carlo.samples) < 2 or int(cfg.monte_carlo.chunk) < 1:
         raise ConfigError("monte_carlo.samples must be >= 2 and monte_carlo.chunk >= 1")
     rec = cfg.recommend
     if not float(rec.magnitude_fraction) > 0 or not float(rec.overused_below) >= 0:
         raise ConfigError("recommend.magnitude_fraction must be > 0 and recommend.overused_below >= 0")
     check_pixel_options(str(rec.pixel), float(rec.crop_min_scale))
-    return cfg
+    return cfg, backend
 
 
 def _comparable(cfg: DictConfig | dict) -> dict:
@@ -103,7 +105,7 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
 
 def _build_trainer(cfg: DictConfig) -> pl.Trainer:
     return make_trainer(
-        cfg,
+        TrainerSpec.from_config(cfg),
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
@@ -117,28 +119,17 @@ def read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def build_module(
-    cfg: DictConfig, generator: MultiLatentGenerator, name: str, indices: tuple[int, ...]
-) -> MIQuant:
-    """The level's mi_quant module; with backend=solo, built by name from solo-learn's ``METHODS``."""
-    if cfg.get("backend") != "solo":
-        return MIQuant(cfg, generator, indices, name)
-    from solo.methods import METHODS
-
-    from solo_mlvgm import solo as _bridge  # noqa: F401 - registers mi_quant in METHODS
-
-    level_cfg = cfg.copy()
-    with open_dict(level_cfg):
-        level_cfg.level = name
-    return METHODS["mi_quant"](level_cfg, generator=generator, indices=indices)
-
-
 def quantify_level(
-    cfg: DictConfig, generator: MultiLatentGenerator, name: str, indices: tuple[int, ...], level_dir: Path
+    cfg: DictConfig,
+    generator: MultiLatentGenerator,
+    name: str,
+    indices: tuple[int, ...],
+    level_dir: Path,
+    backend: Backend,
 ) -> dict[str, Any]:
     """Train one level's walker until the gamma stop (or the budget), save it, and measure mu and sigma."""
     pl.seed_everything(int(cfg.seed), verbose=False)
-    module = build_module(cfg, generator, name, indices)
+    module = backend.build_quantifier(cfg, generator, name, indices)
     trainer = _build_trainer(cfg)
     tickets = torch.utils.data.DataLoader(range(int(cfg.max_steps)), batch_size=None)
     start = time.perf_counter()
@@ -175,7 +166,7 @@ def quantify_level(
         "delta_norm_at_stop": at_stop["delta_norm"],
         "mc_samples": stats.samples,
         "encoder_mode": str(cfg.method_kwargs.encoder_mode),
-        "backend": str(cfg.get("backend", "lightly")),
+        "backend": backend.name,
         "seconds": seconds,
     }
     _write_level(cfg, generator, module, record, level_dir)
@@ -208,22 +199,25 @@ def _write_level(
 
 def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     """Check everything, then quantify each selected level that is not finished yet, then write Table 1."""
-    cfg = check_cfg(cfg)
+    cfg, backend = check_cfg(cfg)
     if cfg.get("resume"):
         run_dir = Path(str(cfg.resume)).resolve()
         if not run_dir.is_dir():
             raise ConfigError(f"resume folder '{cfg.resume}' does not exist")
-    generator = build_generator_from_cfg(cfg.generator).freeze()
+    generator = GeneratorSpec.from_config(cfg.generator).build()
     levels = selected_levels(cfg, generator)
     check_resume(cfg, run_dir)
     _build_trainer(cfg)  # bad trainer settings fail before any work
+    saved = cfg.copy()
+    with open_dict(saved):
+        saved.backend = backend.name  # the backend used, recorded with the run
     rank_zero_only(
-        lambda: (run_dir.mkdir(parents=True, exist_ok=True), save_config(run_dir / "config.yaml", cfg))
+        lambda: (run_dir.mkdir(parents=True, exist_ok=True), save_config(run_dir / "config.yaml", saved))
     )()
 
     kw = cfg.method_kwargs
     print(
-        f"mi_quant ({cfg.backend} backend): generator {cfg.generator.name}, levels {[n for n, _ in levels]}, encoder "
+        f"mi_quant ({backend.name} backend): generator {cfg.generator.name}, levels {[n for n, _ in levels]}, encoder "
         f"{cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, budget {cfg.max_steps} steps per level"
     )
     records = []
@@ -237,7 +231,7 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
                 f"  {name}: finished earlier (kept): loss {record['final_loss']:.3f}, mu {record['mu']:.3g}"
             )
         else:
-            record = quantify_level(cfg, generator, name, indices, level_dir)
+            record = quantify_level(cfg, generator, name, indices, level_dir, backend)
             outcome = (
                 f"reached gamma at step {record['stop_step']}"
                 if record["reached_gamma"]

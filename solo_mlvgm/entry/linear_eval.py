@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from solo_mlvgm.backends import resolve_backend
 from solo_mlvgm.data.export import render_labelled
 from solo_mlvgm.data.real import IndexedImageFolder
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.backbones import build_backbone
-from solo_mlvgm.methods.linear_probe import extract_features, train_linear_probe
-from solo_mlvgm.pretrain import build_generator_from_cfg, make_trainer, resolve_backend
 from solo_mlvgm.runs import load_backbone_file, write_json
-from solo_mlvgm.views.pixel import normalize
+from solo_mlvgm.settings import GeneratorSpec
 
 
 def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor, Tensor, int]:
@@ -44,7 +42,7 @@ def labelled_splits(cfg: DictConfig, run_cfg: DictConfig) -> tuple[Tensor, Tenso
     """(train images, train labels, test images, test labels, number of classes); images in [0, 1]."""
     source = cfg.data.source
     if source == "generator":
-        generator = build_generator_from_cfg(run_cfg.generator)
+        generator = GeneratorSpec.from_config(run_cfg.generator).build()
         if generator.num_classes == 0:
             raise ConfigError(
                 f"generator '{run_cfg.generator.name}' has no labels; use data.source=image_folder"
@@ -53,8 +51,8 @@ def labelled_splits(cfg: DictConfig, run_cfg: DictConfig) -> tuple[Tensor, Tenso
         train_x, train_y = render_labelled(generator, int(cfg.data.n_train), seed, "train")
         test_x, test_y = render_labelled(generator, int(cfg.data.n_test), seed, "test")
         return train_x, train_y, test_x, test_y, generator.num_classes
-    if source == "image_folder":
-        res = int(cfg.data.resolution)
+    if source == "image_folder":  # at the run's resolution unless data.resolution is given
+        res = int(cfg.data.get("resolution") or run_cfg.generator.get("resolution", 32))
         train_x, train_y, k = _folder_split(cfg.data.get("train_path"), res, "train")
         test_x, test_y, k_test = _folder_split(cfg.data.get("val_path"), res, "val")
         if k != k_test:
@@ -63,89 +61,21 @@ def labelled_splits(cfg: DictConfig, run_cfg: DictConfig) -> tuple[Tensor, Tenso
     raise ConfigError(f"unknown data.source '{source}'; known: generator, image_folder")
 
 
-def probe(backbone: nn.Module, splits: tuple[Tensor, Tensor, Tensor, Tensor, int], cfg: DictConfig) -> dict:
-    train_x, train_y, test_x, test_y, k = splits
-    p = cfg.probe
-    return train_linear_probe(
-        extract_features(backbone, train_x),
-        train_y,
-        extract_features(backbone, test_x),
-        test_y,
-        k,
-        epochs=int(p.epochs),
-        lr=float(p.lr),
-        batch_size=int(p.batch_size),
-        weight_decay=float(p.weight_decay),
-        seed=int(cfg.seed),
-    )
-
-
-def solo_linear(
-    backbone: nn.Module,
-    feature_dim: int,
-    backbone_name: str,
-    splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
-    cfg: DictConfig,
-    run_cfg: DictConfig,
-) -> dict:
-    """solo-learn's linear method (``LinearModel``, frozen backbone) trained on the train split and
-    validated on the test split; top-1/top-5 in percent, as solo-learn computes them."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from solo_mlvgm import solo as bridge
-
-    train_x, train_y, test_x, test_y, k = splits
-    folder = cfg.data.get("train_path") if cfg.data.source == "image_folder" else None
-    dataset = None if folder else f"mlvgm-{run_cfg.generator.name}-linear"
-    s = bridge.solo_linear_cfg(cfg, backbone_name, k, dataset, folder)
-    model = bridge.build_linear_model(backbone, feature_dim, s)
-    batch = int(s.optimizer.batch_size)
-    order = torch.Generator().manual_seed(int(cfg.seed))
-    train = DataLoader(
-        TensorDataset(normalize(train_x), train_y), batch_size=batch, shuffle=True, generator=order
-    )
-    test = DataLoader(TensorDataset(normalize(test_x), test_y), batch_size=batch)
-    trainer_cfg = OmegaConf.create(
-        {"accelerator": "auto", "devices": 1, "precision": s.get("precision", "32-true")}
-    )
-    trainer = make_trainer(
-        trainer_cfg,
-        max_epochs=int(s.max_epochs),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
-    with warnings.catch_warnings():  # LinearModel defines a validation step; validation runs once, after
-        warnings.filterwarnings("ignore", message=".*val_dataloader.*|.*LeafSpec.*")
-        trainer.fit(model, train_dataloaders=train)
-        train_top1 = trainer.callback_metrics.get("train_acc1_epoch")
-        val = trainer.validate(model, test, verbose=False)[0]
-    return {
-        "top1": float(val["val_acc1"]),
-        "top5": float(val["val_acc5"]),
-        "train_top1": float(train_top1) if train_top1 is not None else float("nan"),
-    }
-
-
 def run_linear_eval(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.pretrained``; print and return top-1/top-5 and write ``linear.json`` beside it."""
     payload = load_backbone_file(cfg.pretrained)
     run_cfg = OmegaConf.create(payload["config"])
     backbone, feature_dim = build_backbone(payload["backbone"], payload["small_image_stem"])
     backbone.load_state_dict(payload["state_dict"])
-    if cfg.data.source == "image_folder" and cfg.data.get("resolution") is None:
-        cfg.data.resolution = int(run_cfg.generator.get("resolution", 32))
     backend = resolve_backend(str(cfg.get("backend", "auto")))
     start = time.perf_counter()
     splits = labelled_splits(cfg, run_cfg)
 
     def evaluate(net: nn.Module) -> dict:
-        if backend == "solo":
-            return solo_linear(net, feature_dim, payload["backbone"], splits, cfg, run_cfg)
-        return probe(net, splits, cfg)
+        return backend.linear_eval(net, feature_dim, payload["backbone"], splits, cfg, run_cfg)
 
     torch.manual_seed(int(cfg.seed))
-    results = {"backend": backend, "pretrained": evaluate(backbone)}
+    results = {"backend": backend.name, "pretrained": evaluate(backbone)}
     if cfg.compare_random:
         torch.manual_seed(int(cfg.seed))
         random_backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
@@ -163,7 +93,7 @@ def run_linear_eval(cfg: DictConfig) -> dict:
     out = (path if path.is_dir() else path.parent) / "linear.json"
     write_json(out, results)
     r = results["pretrained"]
-    what = "linear probe" if backend == "lightly" else "solo-learn linear"
+    what = "linear probe" if backend.name == "lightly" else "solo-learn linear"
     print(
         f"{what} ({payload['backbone']}, {run_cfg.method} pretrained): "
         f"top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  on {len(splits[2])} test images"

@@ -1,0 +1,115 @@
+"""Backends: who builds the pretraining method, the MI quantifier and the linear evaluation.
+
+``lightly`` is ours (``methods/``, ``quantify/``, the linear probe); ``solo`` is solo-learn's own methods
+(``backends/solo.py``, the one module that imports solo-learn). Entry points ask ``resolve_backend`` for a
+``Backend`` and call it; no other module chooses between them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.quantify.method import MIQuant
+from solo_mlvgm.settings import BACKEND_NAMES, PretrainSpec
+
+SOLO_INSTALL = (
+    "install it from its repository: git clone https://github.com/vturrisi/solo-learn && "
+    "pip install --no-deps -e solo-learn (README, 'solo-learn backend')"
+)
+Splits = tuple[Tensor, Tensor, Tensor, Tensor, int]  # train images, labels, test images, labels, classes
+
+
+class Backend(Protocol):
+    """What an entry point needs from a backend; ``method_cfg`` is the run config in solo-learn's schema."""
+
+    name: str
+
+    def pretraining_methods(self) -> list[str]:
+        """Names ``method`` may take in main_pretrain.py."""
+        ...
+
+    def check_method(self, cfg: DictConfig) -> DictConfig:
+        """The method's settings checked (one ``ConfigError`` line) and completed with its defaults: a copy,
+        the given config is not changed."""
+        ...
+
+    def build_method(
+        self,
+        method_cfg: DictConfig,
+        spec: PretrainSpec,
+        *,
+        num_classes: int,
+        num_devices: int,
+        num_nodes: int,
+    ) -> pl.LightningModule:
+        """The pretraining LightningModule (its ``backbone`` attribute is what the run exports)."""
+        ...
+
+    def describe(self, method: pl.LightningModule) -> str:
+        """The backend line of the run banner."""
+        ...
+
+    def write_run_files(self, method: pl.LightningModule, run_dir: Path) -> None:
+        """Backend-specific records in the run folder (e.g. solo-learn's parsed config)."""
+        ...
+
+    def build_quantifier(
+        self, cfg: DictConfig, generator: MultiLatentGenerator, level: str, indices: tuple[int, ...]
+    ) -> MIQuant:
+        """The MI-quantification module for one level (the same module on both backends)."""
+        ...
+
+    def linear_eval(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        backbone_name: str,
+        splits: Splits,
+        cfg: DictConfig,
+        run_cfg: DictConfig,
+    ) -> dict[str, Any]:
+        """Top-1/top-5 (percent) of a linear classifier on the frozen backbone's features."""
+        ...
+
+
+def solo_importable() -> bool:
+    """Whether solo-learn can be imported (``backend: auto`` then trains with it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import solo.methods  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(requested: str, method: str | None = None) -> Backend:
+    """``auto`` is solo when solo-learn is importable and has ``method`` (our ``supervised`` baseline is
+    lightly-only; ``method=None``: any), else lightly; ``solo`` without solo-learn is an error."""
+    if requested not in BACKEND_NAMES:
+        raise ConfigError(f"backend '{requested}' is not available; available: {', '.join(BACKEND_NAMES)}")
+    from solo_mlvgm.backends.lightly import LightlyBackend
+
+    if requested == "lightly":
+        return LightlyBackend()
+    if not solo_importable():
+        if requested == "solo":
+            raise ConfigError(f"backend=solo needs solo-learn, which is not importable; {SOLO_INSTALL}")
+        return LightlyBackend()
+    from solo_mlvgm.backends.solo import SoloBackend
+
+    solo = SoloBackend()
+    if requested == "auto" and method is not None and method not in solo.pretraining_methods():
+        return LightlyBackend()
+    return solo
+
+
+__all__ = ["SOLO_INSTALL", "Backend", "Splits", "resolve_backend", "solo_importable"]

@@ -1,0 +1,216 @@
+"""Self-supervised pretraining: validate the whole config, build everything, then train.
+
+Every user error (unknown generator, level, method, backbone; negative magnitude; missing data path;
+bad trainer settings) is raised as ``ConfigError`` by ``build_pretraining``, before the trainer starts
+and before anything is written into the run folder.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, open_dict
+
+from solo_mlvgm.backends import Backend, resolve_backend
+from solo_mlvgm.data.continuous import ContinuousSampling
+from solo_mlvgm.data.dali import DaliImageFolder, DaliImageFolderData
+from solo_mlvgm.data.real import ImageFolderData
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.methods.collapse import CollapseMonitor
+from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
+from solo_mlvgm.settings import PretrainSpec, load_views_file
+from solo_mlvgm.trainer import device_label, make_trainer
+from solo_mlvgm.views.grid import save_level_grid
+
+
+@dataclass
+class Pretraining:
+    cfg: DictConfig  # the run config as given (saved with the run)
+    spec: PretrainSpec  # our settings, parsed once
+    backend: Backend
+    method: pl.LightningModule  # an SSLMethod (lightly) or a solo-learn method (solo)
+    data: pl.LightningDataModule
+    num_classes: int  # the online probe's classes (0: none)
+    trainer: pl.Trainer
+    generator: MultiLatentGenerator | None
+    run_dir: Path
+    collapse: CollapseMonitor
+
+    @property
+    def record(self) -> DictConfig:
+        """The config saved with the run: as given, plus what was resolved (backend, class count)."""
+        out = self.cfg.copy()
+        with open_dict(out):
+            out.backend = self.backend.name
+            out.data.num_classes = self.num_classes
+            if self.cfg.get("views_file"):
+                out.views = load_views_file(str(self.cfg.views_file))
+        return out
+
+
+def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
+    """Check and build method, data source and trainer; raise ``ConfigError`` on any bad input."""
+    spec = PretrainSpec.from_config(cfg)
+    pl.seed_everything(spec.seed, workers=True, verbose=False)  # before any module draws its weights
+    backend = resolve_backend(spec.backend, spec.method)
+    method_cfg = backend.check_method(cfg)
+    collapse = CollapseMonitor(spec.collapse_threshold)
+    trainer = _build_trainer(spec, run_dir, collapse)
+    generator = spec.generator.build() if spec.generator is not None else None
+    data = build_data(spec, generator, trainer)
+    num_classes = int(generator.num_classes if generator is not None else data.num_classes)  # type: ignore[attr-defined]
+    if spec.data.num_classes is not None and spec.data.num_classes not in (0, num_classes):
+        raise ConfigError(
+            f"data.num_classes={spec.data.num_classes} does not match the data's {num_classes} classes "
+            "(use auto, or 0 for no probe)"
+        )
+    if spec.data.num_classes == 0:
+        num_classes = 0
+    method = backend.build_method(
+        method_cfg,
+        spec,
+        num_classes=num_classes,
+        num_devices=trainer.num_devices,
+        num_nodes=trainer.num_nodes,
+    )
+    return Pretraining(cfg, spec, backend, method, data, num_classes, trainer, generator, run_dir, collapse)
+
+
+def build_data(
+    spec: PretrainSpec, generator: MultiLatentGenerator | None, trainer: pl.Trainer
+) -> pl.LightningDataModule:
+    """The run's data module: Continuous Sampling from the generator, or an image folder (torch or DALI)."""
+    d = spec.data
+    if generator is not None:
+        return ContinuousSampling(
+            generator,
+            spec.views,
+            batch_size=spec.batch_size,
+            epoch_size=d.epoch_size,
+            seed=spec.seed,
+            crop_size=d.crop_size,
+            autocast_dtype=d.autocast,
+            channels_last=d.channels_last,
+            world_size=trainer.world_size,
+        )
+    assert d.train_path is not None and d.resolution is not None  # DataSpec checked both
+    if d.source == "dali":
+        return DaliImageFolderData(
+            DaliImageFolder(
+                d.train_path,
+                batch_size=spec.batch_size,
+                size=d.resolution,
+                pixel=spec.views.pixel,
+                crop_min_scale=spec.views.crop_min_scale,
+                device=_dali_device(d.dali_device, trainer),
+                num_threads=d.num_threads,
+                seed=spec.seed,
+            )
+        )
+    return ImageFolderData(
+        d.train_path,
+        resolution=d.resolution,
+        batch_size=spec.batch_size,
+        pixel=spec.views.pixel,
+        crop_min_scale=spec.views.crop_min_scale,
+        num_workers=d.num_workers,
+        augment_on=d.augment_on,
+    )
+
+
+def _dali_device(device: str, trainer: pl.Trainer) -> str:
+    """``auto``: the GPU pipeline when the trainer runs on a GPU, else the CPU pipeline."""
+    if device != "auto":
+        return device
+    return "gpu" if type(trainer.accelerator).__name__.startswith("CUDA") else "cpu"
+
+
+def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor) -> pl.Trainer:
+    t = spec.trainer
+    return make_trainer(
+        t,
+        default_root_dir=str(run_dir),
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        logger=CSVLogger(str(run_dir), name="", version="logs"),
+        callbacks=[
+            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0),
+            collapse,
+        ],
+        log_every_n_steps=t.log_every_n_steps,
+    )
+
+
+@rank_zero_only
+def _write_start(job: Pretraining) -> None:
+    spec, run_dir = job.spec, job.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run_dir / "config.yaml", job.record)
+    job.backend.write_run_files(job.method, run_dir)
+    print(
+        f"backend: {job.backend.describe(job.method)} | method: {spec.method} | backbone: {job.cfg.backbone.name} | "
+        f"data: {spec.data.source} | device: {device_label(job.trainer)} | precision: {job.trainer.precision}"
+    )
+    if job.generator is not None:
+        assert spec.generator is not None
+        rows = save_level_grid(run_dir / "view_grid.png", job.generator, spec=spec.views, seed=spec.seed)
+        print(
+            f"generator: {spec.generator.name} with levels {job.generator.level_names}; views '{spec.views.name}': "
+            f"{ {k: v.describe() for k, v in spec.views.perturb.items()} } + pixel '{spec.views.pixel}'"
+        )
+        print(f"view grid ({', '.join(rows)}): {run_dir / 'view_grid.png'}")
+    elif spec.views.perturb:
+        print(
+            f"note: views.perturb {list(spec.views.perturb)} does not apply to image-folder data; "
+            f"only pixel preset '{spec.views.pixel}' is used"
+        )
+
+
+@rank_zero_only
+def _write_end(job: Pretraining, seconds: float) -> None:
+    run_dir, trainer = job.run_dir, job.trainer
+    save_backbone(run_dir / BACKBONE_FILE, job.method.backbone, job.record)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    collapse = job.collapse.summary()
+    write_json(
+        run_dir / "pretrain.json",
+        {
+            "backend": job.backend.name,
+            "seconds": seconds,
+            "steps": int(trainer.global_step),
+            "metrics": metrics,
+            "collapse": collapse,
+        },
+    )
+    point_latest(run_dir)
+    print(
+        f"pretraining done in {seconds:.0f} s ({trainer.global_step} steps); backbone: {run_dir / BACKBONE_FILE}"
+    )
+    if collapse["monitored"] and collapse["final"] is not None:
+        verdict = "COLLAPSED" if collapse["collapsed"] else "healthy"
+        print(
+            f"collapse signal ({collapse['metric']}, about 1 healthy, 0 collapsed): final {collapse['final']:.3f}, "
+            f"lowest {collapse['lowest']:.3f}, threshold {collapse['threshold']}: {verdict}"
+        )
+
+
+def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
+    """Train and write the run folder: config.yaml, view_grid.png, checkpoints/last.ckpt, backbone.pt."""
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
+    # solo-learn's methods define a validation step; these runs have no validation data
+    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+    job = build_pretraining(cfg, run_dir)
+    _write_start(job)
+    start = time.perf_counter()
+    resume = str(job.spec.resume_from) if job.spec.resume_from else None
+    job.trainer.fit(job.method, datamodule=job.data, ckpt_path=resume)
+    _write_end(job, time.perf_counter() - start)
+    return run_dir

@@ -1,0 +1,244 @@
+"""Run settings parsed once, at the entry layer, into typed and validated specs.
+
+Our own config groups (``generator``, ``data``, the trainer keys, the run's seed, backend and resume
+settings) become frozen dataclasses here; code below the entry layer takes these, never a config dict,
+and nothing writes back into the config. solo-learn's own keys (``method``, ``method_kwargs``,
+``optimizer``, ``scheduler``, ``backbone``) keep solo-learn's schema and go to the backend as they are, so
+one config file serves both backends. Every check raises a one-line ``ConfigError`` before any work.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.generators import GENERATORS, build_generator
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, check_threshold
+from solo_mlvgm.views.spec import ViewSpec
+
+BACKEND_NAMES = ("auto", "solo", "lightly")
+DATA_SOURCES = ("continuous", "image_folder", "dali")
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+# ------------------------------------------------------------------ scalars
+def integer(value: Any, key: str, minimum: int | None = None) -> int:
+    """``value`` as an int (``key`` names it in the error), at least ``minimum``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        out = value
+    elif isinstance(value, float) and value.is_integer():
+        out = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        out = int(value)
+    else:
+        raise ConfigError(f"{key} must be an integer, got '{value}'")
+    if minimum is not None and out < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {out}")
+    return out
+
+
+def number(value: Any, key: str, minimum: float | None = None) -> float:
+    """``value`` as a float (``key`` names it in the error), at least ``minimum``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got '{value}'")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got '{value}'") from None
+    if out != out:
+        raise ConfigError(f"{key} must be a number, got '{value}'")
+    if minimum is not None and out < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {out}")
+    return out
+
+
+def generator_autocast(name: str) -> torch.dtype | None:
+    """The dtype of ``data.autocast`` (the generator's precision on a GPU)."""
+    if name not in AUTOCAST_DTYPES:
+        raise ConfigError(f"data.autocast must be one of {list(AUTOCAST_DTYPES)}, got '{name}'")
+    return AUTOCAST_DTYPES[name]
+
+
+# ---------------------------------------------------------------- generator
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A ``generator`` block: the registry name, an optional local checkpoint, constructor arguments."""
+
+    name: str
+    checkpoint: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, block: DictConfig) -> GeneratorSpec:
+        if OmegaConf.is_missing(block, "checkpoint"):
+            known = GENERATORS.get(str(block.get("name")))
+            hint = known.checkpoint_hint if known is not None else "its weights file"
+            raise ConfigError(
+                f"generator '{block.name}' needs generator.checkpoint=<path> ({hint}); "
+                "generator.checkpoint=null builds random weights (for timing only)"
+            )
+        options = OmegaConf.to_container(block, resolve=True)
+        if not isinstance(options, dict) or "name" not in options:
+            raise ConfigError("generator config needs a 'name'")
+        name, checkpoint = str(options.pop("name")), options.pop("checkpoint", None)
+        if name not in GENERATORS:
+            raise ConfigError(f"unknown generator '{name}'; known: {', '.join(sorted(GENERATORS))}")
+        return cls(
+            name, None if checkpoint is None else str(checkpoint), {str(k): v for k, v in options.items()}
+        )
+
+    def build(self) -> MultiLatentGenerator:
+        """The frozen generator (reads the checkpoint, if any)."""
+        return build_generator(self.name, checkpoint=self.checkpoint, **self.options)
+
+
+# ------------------------------------------------------------------ trainer
+@dataclass(frozen=True)
+class TrainerSpec:
+    """The Lightning trainer's device and length settings."""
+
+    accelerator: str = "auto"
+    devices: Any = 1  # an int, "auto", or a list of device indices, as Lightning takes it
+    precision: str = "32-true"
+    strategy: str = "auto"
+    max_epochs: int = 1
+    max_steps: int = -1
+    log_every_n_steps: int = 10
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> TrainerSpec:
+        devices = cfg.get("devices", 1)
+        if not isinstance(devices, int | str):
+            devices = list(OmegaConf.to_container(devices)) if OmegaConf.is_list(devices) else devices
+        max_steps = integer(cfg.get("max_steps", -1), "max_steps")
+        if max_steps < -1 or max_steps == 0:
+            raise ConfigError(f"max_steps must be >= 1 (or -1: no limit), got {max_steps}")
+        return cls(
+            accelerator=str(cfg.get("accelerator", "auto")),
+            devices=devices,
+            precision=str(cfg.get("precision", "32-true")),
+            strategy=str(cfg.get("strategy", "auto")),
+            max_epochs=integer(cfg.get("max_epochs", 1), "max_epochs", 1),
+            max_steps=max_steps,
+            log_every_n_steps=integer(cfg.get("log_every_n_steps", 10), "log_every_n_steps", 0),
+        )
+
+
+# --------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class DataSpec:
+    """The ``data`` block: Continuous Sampling from the generator, or an image folder (torch or DALI)."""
+
+    source: str
+    num_classes: int | None  # None: from the data ("auto"); 0: no online probe
+    epoch_size: int = 25600
+    crop_size: int | None = None
+    autocast: torch.dtype | None = torch.bfloat16
+    channels_last: bool = False
+    train_path: str | None = None
+    resolution: int | None = None
+    num_workers: int = 0
+    augment_on: str = "device"
+    dali_device: str = "auto"
+    num_threads: int = 2
+
+    @property
+    def uses_generator(self) -> bool:
+        return self.source == "continuous"
+
+    @classmethod
+    def from_config(cls, block: DictConfig) -> DataSpec:
+        source = str(block.get("source"))
+        if source not in DATA_SOURCES:
+            raise ConfigError(f"unknown data.source '{source}'; known: {', '.join(DATA_SOURCES)}")
+        given = block.get("num_classes", "auto")
+        num_classes = None if given == "auto" else integer(given, "data.num_classes", 0)
+        crop = block.get("crop_size")
+        if source == "continuous":
+            return cls(
+                source,
+                num_classes,
+                epoch_size=integer(block.get("epoch_size", 25600), "data.epoch_size", 1),
+                crop_size=None if crop is None else integer(crop, "data.crop_size", 1),
+                autocast=generator_autocast(str(block.get("autocast", "bf16"))),
+                channels_last=bool(block.get("channels_last", False)),
+            )
+        if not block.get("train_path"):
+            raise ConfigError(f"data={source} needs data.train_path=<folder of class subfolders>")
+        return cls(
+            source,
+            num_classes,
+            crop_size=None if crop is None else integer(crop, "data.crop_size", 1),
+            train_path=str(block.train_path),
+            resolution=integer(block.get("resolution", 32), "data.resolution", 1),
+            num_workers=integer(block.get("num_workers", 0), "data.num_workers", 0),
+            augment_on=str(block.get("augment_on", "device")),
+            dali_device=str(block.get("device", "auto")),
+            num_threads=integer(block.get("num_threads", 2), "data.num_threads", 1),
+        )
+
+
+# ---------------------------------------------------------------- pretrain
+@dataclass(frozen=True)
+class PretrainSpec:
+    """One pretraining run: everything of ours main_pretrain.py needs, checked."""
+
+    name: str
+    method: str
+    backend: str  # as asked: auto | solo | lightly
+    seed: int
+    batch_size: int
+    views: ViewSpec
+    generator: GeneratorSpec | None  # None for image-folder data
+    data: DataSpec
+    trainer: TrainerSpec
+    collapse_threshold: float
+    resume_from: Path | None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> PretrainSpec:
+        backend = str(cfg.get("backend", "auto"))
+        if backend not in BACKEND_NAMES:
+            raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKEND_NAMES)}")
+        resume = cfg.get("resume_from_checkpoint")
+        if resume and not Path(resume).is_file():
+            raise ConfigError(
+                f"resume_from_checkpoint '{resume}' is not a file (use a run's checkpoints/last.ckpt)"
+            )
+        data = DataSpec.from_config(cfg.data)
+        views = load_views_file(str(cfg.views_file)) if cfg.get("views_file") else cfg.views
+        return cls(
+            name=str(cfg.get("name", "run")),
+            method=str(cfg.method),
+            backend=backend,
+            seed=integer(cfg.seed, "seed", 0),
+            batch_size=integer(cfg.optimizer.batch_size, "optimizer.batch_size", 1),
+            views=ViewSpec.from_config(views),
+            generator=GeneratorSpec.from_config(cfg.generator) if data.uses_generator else None,
+            data=data,
+            trainer=TrainerSpec.from_config(cfg),
+            collapse_threshold=check_threshold(cfg.get("collapse_threshold", DEFAULT_THRESHOLD)),
+            resume_from=Path(resume) if resume else None,
+        )
+
+
+def load_views_file(path: str) -> DictConfig:
+    """A ``views`` block from a YAML file (e.g. a quantification run's recommended_views.yaml)."""
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"views_file '{path}' is not a file (e.g. runs/mi_quant/latest/recommended_views.yaml)"
+        )
+    try:
+        views = OmegaConf.load(path)
+    except Exception as err:  # YAML syntax errors come in several exception types
+        raise ConfigError(f"views_file '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(views, DictConfig):
+        raise ConfigError(f"views_file '{path}' does not hold a views block (name, pixel, perturb, ...)")
+    return views
