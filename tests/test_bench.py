@@ -8,14 +8,26 @@ import multiprocessing
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from solo_mlvgm.bench.driver import run_benchmark
+from solo_mlvgm.bench.ffcv_source import FfcvSource
 from solo_mlvgm.bench.measure import measure_throughput
 from solo_mlvgm.bench.report import roofline
-from solo_mlvgm.bench.sources import SourceSetup, missing_reason, open_source
+from solo_mlvgm.bench.sources import (
+    ContinuousSource,
+    DaliSource,
+    DataSource,
+    LimitSource,
+    SourceContext,
+    TorchSource,
+    register_source,
+)
+from solo_mlvgm.data.continuous import Batch
 from solo_mlvgm.data.export import export_image_folder, export_is_complete
 from solo_mlvgm.data.real import ImageFolderData, list_image_folder
 from solo_mlvgm.entry.pretrain import build_pretraining
@@ -50,38 +62,42 @@ def _denormalise(views: torch.Tensor) -> torch.Tensor:
     return views * std + mean
 
 
-def _first_batch(name: str, setup: SourceSetup) -> list:
-    reason = missing_reason(name)
-    if reason:
+# Each source with the few threads and workers of the tests.
+SMALL: dict[str, Callable[[], DataSource]] = {
+    "limit": LimitSource,
+    "continuous": ContinuousSource,
+    "torch": lambda: TorchSource(num_workers=0),
+    "torch_device": lambda: TorchSource(num_workers=0, augment_on="device"),
+    "dali": lambda: DaliSource(num_threads=1),
+    "ffcv": lambda: FfcvSource(num_workers=1),
+}
+
+
+def _available(name: str) -> DataSource:
+    source = SMALL[name]()
+    if reason := source.missing_reason():
         pytest.skip(reason)
-    with open_source(name, setup, BATCH, steps=1) as batches:
+    return source
+
+
+def _first_batch(name: str, ctx: SourceContext) -> list:
+    with _available(name).open(ctx, BATCH, steps=1) as batches:
         return next(batches)
 
 
 @pytest.fixture
-def setup(tmp_path, world) -> SourceSetup:
+def ctx(tmp_path, world) -> SourceContext:
     """Pixel preset ``none`` and views at the export's resolution: every source shows the image unchanged."""
     folder = export_image_folder(world, tmp_path / "export", n=24, fmt="jpg")
     spec = ViewSpec.from_config({"name": "synth", "pixel": "none"})
-    return SourceSetup(
-        generator=world,
-        spec=spec,
-        device=torch.device("cpu"),
-        size=SIZE,
-        folder=folder,
-        folder_size=24,
-        torch_workers=0,
-        dali_threads=1,
-        ffcv_workers=1,
-        ffcv_cache=tmp_path / "export.beton",
+    return SourceContext(
+        generator=world, spec=spec, device=torch.device("cpu"), size=SIZE, folder=folder, folder_size=24
     )
 
 
 @pytest.mark.parametrize("name", ["limit", "continuous", "torch", "torch_device", "dali", "ffcv"])
-def test_every_source_yields_the_same_batch_format_and_normalisation(name, setup):
-    if name == "torch_device":
-        name, setup.torch_augment_on = "torch", "device"
-    indexes, views, targets = _first_batch(name, setup)
+def test_every_source_yields_the_same_batch_format_and_normalisation(name, ctx):
+    indexes, views, targets = _first_batch(name, ctx)
     assert indexes.dtype == torch.long and indexes.shape == (BATCH,)
     assert targets.dtype == torch.long and targets.shape == (BATCH,)
     assert len(views) == 2
@@ -89,17 +105,17 @@ def test_every_source_yields_the_same_batch_format_and_normalisation(name, setup
         assert view.shape == (BATCH, 3, SIZE, SIZE) and view.dtype == torch.float32
         pixels = _denormalise(view)  # normalised with ImageNet's mean/std, like solo-learn's batches
         assert pixels.min() > -0.02 and pixels.max() < 1.02 and pixels.std() > 0.05
-    if name in ("torch", "dali", "ffcv"):  # folder sources: the class of each image is its folder's
-        listing = list_image_folder(setup.folder)
+    if SMALL[name]().needs_export:  # folder sources: the class of each image is its folder's
+        listing = list_image_folder(ctx.folder)
         assert targets.tolist() == [listing.targets[i] for i in indexes.tolist()]
         assert len(set(indexes.tolist())) == BATCH
 
 
 @pytest.mark.parametrize("name", ["dali", "ffcv"])
-def test_folder_sources_show_the_same_images_as_the_torch_loader(name, setup):
+def test_folder_sources_show_the_same_images_as_the_torch_loader(name, ctx):
     """Same file, same normalised pixels (up to JPEG decoding differences)."""
-    indexes, views, _ = _first_batch(name, setup)
-    data = ImageFolderData(setup.folder, SIZE, BATCH, pixel="none", num_workers=0, augment_on="workers")
+    indexes, views, _ = _first_batch(name, ctx)
+    data = ImageFolderData(ctx.folder, SIZE, BATCH, pixel="none", num_workers=0, augment_on="workers")
     for i, index in enumerate(indexes.tolist()):
         expected = data.dataset[index][1][0]
         assert (views[0][i] - expected).abs().mean() < 0.05
@@ -130,7 +146,9 @@ def test_export_is_reused_when_complete_and_redone_when_truncated(tmp_path, worl
 def test_missing_optional_loaders_are_reported_and_the_rest_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "ffcv", None)
-    assert "not installed" in missing_reason("dali") and "not installed" in missing_reason("ffcv")
+    assert (
+        "not installed" in DaliSource().missing_reason() and "not installed" in FfcvSource().missing_reason()
+    )
     cfg = compose_cfg(
         "bench",
         [*TINY_BENCH, "bench.sources=[continuous,torch,dali,ffcv]", f"bench.export.dir={tmp_path / 'x'}"],
@@ -150,6 +168,50 @@ def test_missing_optional_loaders_are_reported_and_the_rest_runs(tmp_path, monke
     for name in ("bench.csv", "bench.json", "bench.png", "roofline.csv", "config.yaml"):
         assert (tmp_path / "run" / name).is_file()
     assert json.loads((tmp_path / "run" / "bench.json").read_text())["skipped"]["dali"].startswith("NVIDIA")
+
+
+@register_source("test_noise")
+class NoiseSource(DataSource):
+    """A source added from outside the package with one class and one config key
+    (``bench.test_noise.scale``): random views of the right shape, counted as they are served."""
+
+    label = "noise (test source)"
+    served = 0  # batches served by every instance
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    @classmethod
+    def from_config(cls, bench: DictConfig) -> NoiseSource:
+        return cls(scale=float(OmegaConf.select(bench, "test_noise.scale", default=1.0)))
+
+    def describe(self) -> dict[str, float]:
+        return {"test_noise_scale": self.scale}
+
+    def batches(self, ctx: SourceContext, batch_size: int, steps: int) -> Iterator[Batch]:
+        indexes = torch.arange(batch_size, device=ctx.device)
+        targets = torch.randint(ctx.generator.num_classes, (batch_size,), device=ctx.device)
+        while True:
+            NoiseSource.served += 1
+            shape = (batch_size, 3, ctx.size, ctx.size)
+            yield [indexes, [self.scale * torch.randn(shape, device=ctx.device) for _ in range(2)], targets]
+
+
+def test_a_source_registered_outside_the_package_is_measured_like_the_others(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(NoiseSource, "served", 0)
+    cfg = compose_cfg("bench", [*TINY_BENCH, "bench.sources=[test_noise]", "+bench.test_noise.scale=0.5"])
+    results = run_benchmark(cfg, tmp_path / "run")
+    assert [p["source"] for p in results["points"]] == ["limit", "test_noise"]
+    point = results["points"][1]
+    assert point["img_s"] > 0 and point["data_only_img_s"] > 0 and point["ratio_to_limit"] > 0
+    assert NoiseSource.served == 2 * (
+        1 + 1
+    )  # timed alone, then under the step: 1 warm-up + 1 timed step each
+    assert results["setup"]["test_noise_scale"] == 0.5 and results["setup"]["torch_workers"] == 0
+    assert "noise (test source)" in capsys.readouterr().out
+    assert results["roofline"] == [] and not (tmp_path / "run" / "roofline.csv").exists()
+    with pytest.raises(ValueError, match="already registered"):  # one class per name
+        register_source("torch")(NoiseSource)
 
 
 def test_energy_is_tracked_per_epoch_when_codecarbon_is_there(tmp_path):
@@ -205,18 +267,18 @@ def _loader_threads() -> set[threading.Thread]:
 
 
 @pytest.mark.parametrize("name", ["torch", "dali", "ffcv"])
-def test_folder_sources_run_past_the_end_of_the_folder_and_leave_nothing_running(name, setup):
+def test_folder_sources_run_past_the_end_of_the_folder_and_leave_nothing_running(name, ctx):
     """More batches than the folder holds come as one long epoch; closing the source ends its workers."""
-    if missing_reason(name):
-        pytest.skip(missing_reason(name))
-    setup.torch_workers = 1
+    source = _available(name)
+    if isinstance(source, TorchSource):
+        source = TorchSource(num_workers=1)
     threads = _loader_threads()
-    steps = 3 * setup.folder_size // BATCH + 1
+    steps = 3 * ctx.folder_size // BATCH + 1
     seen = []
-    with open_source(name, setup, BATCH, steps=steps) as batches:
+    with source.open(ctx, BATCH, steps=steps) as batches:
         for _ in range(steps):
             seen += next(batches)[0].tolist()
-    assert len(seen) == steps * BATCH and set(seen) == set(range(setup.folder_size))
+    assert len(seen) == steps * BATCH and set(seen) == set(range(ctx.folder_size))
     deadline = time.monotonic() + 10
     while _loader_threads() - threads and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -239,9 +301,7 @@ def test_roofline_is_the_rate_of_rendering_then_training():
 
 
 def test_dali_trains_on_a_real_image_folder(tmp_path, world):
-    reason = missing_reason("dali")
-    if reason:
-        pytest.skip(reason)
+    _available("dali")
     out = export_image_folder(world, tmp_path / "toy", n=48, fmt="jpg")
     tiny = [o for o in TINY if not o.startswith("data.")]
     cfg = compose_cfg(

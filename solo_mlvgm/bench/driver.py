@@ -22,15 +22,14 @@ from solo_mlvgm.bench.measure import (
     energy_missing,
     measure_throughput,
 )
-from solo_mlvgm.bench.report import BenchReport
+from solo_mlvgm.bench.report import BenchReport, Point
 from solo_mlvgm.bench.sources import (
-    FOLDER_SOURCES,
-    SOURCES,
-    SourceSetup,
-    continuous_sampling,
-    missing_reason,
-    open_source,
-    prefetch_depth,
+    DataSource,
+    LimitSource,
+    SourceContext,
+    config_int,
+    known_sources,
+    source_class,
 )
 from solo_mlvgm.bench.step import TrainingStep, precision_dtype
 from solo_mlvgm.data.continuous import place_generator
@@ -41,7 +40,6 @@ from solo_mlvgm.data.export import (
     export_is_complete,
     export_manifest,
 )
-from solo_mlvgm.data.real import AUGMENT_PLACES
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.runs import point_latest, save_config
@@ -53,7 +51,8 @@ from solo_mlvgm.views.spec import ViewSpec
 
 @dataclass(frozen=True)
 class BenchOptions:
-    sources: list[str]
+    sources: list[DataSource]  # as bench.sources names them (the limit is added when measuring)
+    source_settings: dict[str, Any]  # every registered source's settings, recorded in the run's setup
     batch_sizes: list[int]
     warmup: int
     steps: int
@@ -70,35 +69,31 @@ class BenchOptions:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> BenchOptions:
         b = cfg.bench
-        sources = list(dict.fromkeys(b.sources))  # each once, in the given order
-        unknown = [s for s in sources if s not in SOURCES]
-        if unknown or not sources:
+        names = [str(name) for name in dict.fromkeys(b.sources)]  # each once, in the given order
+        unknown = [name for name in names if name not in known_sources()]
+        if unknown or not names:
             raise ConfigError(
-                f"bench.sources {unknown or '[]'} unknown or empty; known: {', '.join(SOURCES)}"
+                f"bench.sources {unknown or '[]'} unknown or empty; known: {', '.join(known_sources())}"
             )
         sizes = [_integer(x, "bench.batch_sizes") for x in b.batch_sizes]
         if not sizes or min(sizes) < 1:
             raise ConfigError(f"bench.batch_sizes must be positive integers, got {list(b.batch_sizes)}")
         for key, low in (("warmup", 1), ("steps", 1), ("windows", 1), ("dataset_size", 1), ("export.n", 1)):
-            if _integer(OmegaConf.select(b, key), f"bench.{key}") < low:
-                raise ConfigError(f"bench.{key} must be >= {low}, got {OmegaConf.select(b, key)}")
+            config_int(b, key, low)
         if float(b.min_window_seconds) < 0:
             raise ConfigError(f"bench.min_window_seconds must be >= 0, got {b.min_window_seconds}")
         if b.export.format not in FORMATS:
             raise ConfigError(
                 f"bench.export.format must be one of {', '.join(FORMATS)}, got '{b.export.format}'"
             )
-        folder_sources = [s for s in sources if s in FOLDER_SOURCES]
+        folder_sources = [name for name in names if source_class(name).needs_export]
         if folder_sources and int(b.export.n) < max(sizes):
             raise ConfigError(
                 f"bench.export.n={b.export.n} is smaller than the largest batch ({max(sizes)}); "
                 f"{', '.join(folder_sources)} need at least one batch of files"
             )
-        if b.torch.augment_on not in AUGMENT_PLACES:
-            raise ConfigError(f"bench.torch.augment_on must be one of {', '.join(AUGMENT_PLACES)}")
-        for key, low in (("torch.num_workers", 0), ("dali.num_threads", 1), ("ffcv.num_workers", 1)):
-            if _integer(OmegaConf.select(b, key), f"bench.{key}") < low:
-                raise ConfigError(f"bench.{key} must be >= {low}, got {OmegaConf.select(b, key)}")
+        # every source's settings are checked, selected or not, and all of them recorded in the setup
+        configured = {name: source_class(name).from_config(b) for name in known_sources()}
         country = str(b.energy.country)
         if len(country) != 3 or not country.isalpha():
             raise ConfigError(
@@ -106,7 +101,8 @@ class BenchOptions:
             )
         export_dir = Path(b.export.dir) if b.export.get("dir") else None
         return cls(
-            sources=sources,
+            sources=[configured[name] for name in names],
+            source_settings={k: v for source in configured.values() for k, v in source.describe().items()},
             batch_sizes=sorted(set(sizes)),
             warmup=int(b.warmup),
             steps=int(b.steps),
@@ -173,9 +169,10 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ViewSampler(generator, spec)  # level names checked against this generator before any work
     TrainingStep(cfg, generator.num_classes, opts.device, total_steps=1)  # the method builds
     export_dir = opts.export_dir or default_export_dir(cfg, generator, opts.export_n, opts.export_format)
-    skipped = {s: r for s in opts.sources if (r := missing_reason(s))}
-    active = [s for s in opts.sources if s not in skipped]
-    if any(s in FOLDER_SOURCES for s in active):
+    skipped = {s.name: reason for s in opts.sources if (reason := s.missing_reason())}
+    active = [s for s in opts.sources if s.name not in skipped]
+    needs_export = any(s.needs_export for s in active)
+    if needs_export:
         check_export_target(export_dir)
     if opts.energy and (reason := energy_missing()):
         print(f"energy: {reason}")
@@ -189,43 +186,47 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     place_generator(generator, opts.device, channels_last)
     size = int(cfg.data.get("crop_size") or generator.resolution)
     folder = None
-    if any(s in FOLDER_SOURCES for s in active):
+    if needs_export:
         folder = export_dir
         _export(generator, folder, opts, int(cfg.seed))
 
-    b = cfg.bench
-    setup = SourceSetup(
+    ctx = SourceContext(
         generator=generator,
         spec=spec,
         device=opts.device,
         size=size,
-        folder=folder,
         seed=int(cfg.seed),
         autocast_dtype=autocast_dtype,
         channels_last=channels_last,
-        torch_workers=int(b.torch.num_workers),
-        torch_augment_on=str(b.torch.augment_on),
-        dali_threads=int(b.dali.num_threads),
-        ffcv_workers=int(b.ffcv.num_workers),
-        ffcv_cache=Path(str(folder) + ".beton") if folder is not None else None,
+        folder=folder,
         folder_size=opts.export_n,
     )
-    report = BenchReport(run_dir, opts, describe(cfg, opts, generator, size, folder), skipped)
+    report = BenchReport(run_dir, describe(cfg, opts, generator, size, folder), skipped)
     print(report.header())
-    order = ["limit", *[s for s in active if s != "limit"]]  # the limit first: every ratio refers to it
+    # the limit first: every ratio refers to it
+    order = [LimitSource(), *[s for s in active if not isinstance(s, LimitSource)]]
     with warnings.catch_warnings():  # the method's self.log outside a Trainer only warns
         warnings.filterwarnings("ignore", message=".*self.log.*")
         for batch_size in opts.batch_sizes:
-            limit_rate = None
-            for name in order:
-                row = _measure_point(cfg, setup, opts, name, batch_size)
-                limit_rate = limit_rate or row["img_s"]
-                row["ratio_to_limit"] = row["img_s"] / limit_rate
-                report.add(row)
+            limit_rate: float | None = None
+            for source in order:
+                point = measure_point(cfg, ctx, opts, source, batch_size, limit_rate)
+                limit_rate = limit_rate or point.img_s
+                report.add(point)
                 report.write()
-            if "continuous" in active:
-                report.add_roofline(batch_size, _generator_rate(setup, opts, batch_size))
-                report.write()
+            for source in active:
+                if (generator_only := source.generator_only(ctx, batch_size)) is not None:
+                    rate = measure_throughput(
+                        generator_only,
+                        batch_size,
+                        opts.warmup,
+                        opts.steps,
+                        opts.windows,
+                        ctx.device,
+                        opts.min_window_seconds,
+                    ).median
+                    report.add_roofline(batch_size, source.name, rate)
+                    report.write()
     report.finish()
     return report.results()
 
@@ -240,69 +241,71 @@ def _export(generator: MultiLatentGenerator, folder: Path, opts: BenchOptions, s
     print(f"export: {what} {opts.export_n} {opts.export_format} images in {folder} ({took:.1f} s)")
 
 
-def _generator_rate(setup: SourceSetup, opts: BenchOptions, batch_size: int) -> float:
-    """Pairs per second of the generator alone, doing exactly what Continuous Sampling asks of it each step
-    (fresh latents, the perturbed levels mapped again, anchor and positive rendered), without the pixel
-    augmentation and the batch assembly."""
-    cs = continuous_sampling(setup, batch_size)
-    steps = iter(range(10**9))
-    return measure_throughput(
-        lambda: cs.draw(next(steps), setup.device),
-        batch_size,
-        opts.warmup,
-        opts.steps,
-        opts.windows,
-        setup.device,
-        opts.min_window_seconds,
-    ).median
-
-
-def _measure_point(
-    cfg: DictConfig, setup: SourceSetup, opts: BenchOptions, name: str, batch_size: int
-) -> dict[str, Any]:
-    device, generator = setup.device, setup.generator
-    if name in FOLDER_SOURCES:  # the folder sources do not need the generator: free its device memory
+def measure_point(
+    cfg: DictConfig,
+    ctx: SourceContext,
+    opts: BenchOptions,
+    source: DataSource,
+    batch_size: int,
+    limit_rate: float | None,
+) -> Point:
+    """One point: the source timed alone (where it has a data cost), then the training step fed by it, with
+    its memory and energy; ``limit_rate`` None means this is the limit, the reference of every ratio."""
+    device, generator = ctx.device, ctx.generator
+    if not source.uses_generator:  # free the generator's device memory for the source
         generator.to("cpu")
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    warmup = opts.warmup + prefetch_depth(name, setup)  # drains what the loader prepared ahead
+    warmup = opts.warmup + source.prefetch_depth()  # drains what the loader prepared ahead
     timed = opts.steps * opts.windows
-    measure = dict(device=device, min_seconds=opts.min_window_seconds)
-    data_only = None  # the limit has no data cost to measure
-    if name != "limit":
-        with open_source(name, setup, batch_size, warmup + timed) as batches:
+    data_only = None
+    if source.timed_alone:
+        with source.open(ctx, batch_size, warmup + timed) as batches:
             data_only = measure_throughput(
-                lambda: next(batches), batch_size, warmup, opts.steps, opts.windows, **measure
+                lambda: next(batches),
+                batch_size,
+                warmup,
+                opts.steps,
+                opts.windows,
+                device,
+                opts.min_window_seconds,
             ).median
     step = TrainingStep(cfg, generator.num_classes, device, total_steps=warmup + timed)
     memory = MemoryPeak(device, device_baseline=device_used(device))
     energy = EnergyTracker(opts.energy, opts.country)
-    with open_source(name, setup, batch_size, warmup + timed) as batches, memory.watch():
+    with source.open(ctx, batch_size, warmup + timed) as batches, memory.watch():
         for _ in range(warmup):
             step(next(batches))
         energy.start()
         try:
             train = measure_throughput(
-                lambda: step(next(batches)), batch_size, 0, opts.steps, opts.windows, **measure
+                lambda: step(next(batches)),
+                batch_size,
+                0,
+                opts.steps,
+                opts.windows,
+                device,
+                opts.min_window_seconds,
             )
         finally:
             energy.stop()
-    if name in FOLDER_SOURCES:
-        place_generator(generator, device, setup.channels_last)
+    if not source.uses_generator:
+        place_generator(generator, device, ctx.channels_last)
     per_epoch = opts.dataset_size / train.samples
-    return {
-        "batch_size": batch_size,
-        "source": name,
-        "img_s": train.median,
-        "img_s_low": train.low,
-        "img_s_high": train.high,
-        "data_only_img_s": data_only,
-        "sec_per_epoch": opts.dataset_size / train.median,
-        "host_peak_gib": memory.host_bytes / 2**30,
-        "device_peak_gib": memory.device_bytes / 2**30 if device.type == "cuda" else None,
-        "energy_kwh_per_epoch": energy.kwh * per_epoch if energy.kwh is not None else None,
-        "co2_kg_per_epoch": energy.kg_co2 * per_epoch if energy.kg_co2 is not None else None,
-    }
+    return Point(
+        batch_size=batch_size,
+        source=source.name,
+        img_s=train.median,
+        img_s_low=train.low,
+        img_s_high=train.high,
+        data_only_img_s=data_only,
+        sec_per_epoch=opts.dataset_size / train.median,
+        host_peak_gib=memory.host_bytes / 2**30,
+        device_peak_gib=memory.device_bytes / 2**30 if device.type == "cuda" else None,
+        energy_kwh_per_epoch=energy.kwh * per_epoch if energy.kwh is not None else None,
+        co2_kg_per_epoch=energy.kg_co2 * per_epoch if energy.kg_co2 is not None else None,
+        ratio_to_limit=train.median / (limit_rate or train.median),
+    )
 
 
 def describe(
@@ -330,9 +333,6 @@ def describe(
         "export": str(folder) if folder is not None else None,
         "export_n": opts.export_n,
         "export_format": opts.export_format,
-        "torch_workers": int(cfg.bench.torch.num_workers),
-        "torch_augment_on": str(cfg.bench.torch.augment_on),
-        "dali_threads": int(cfg.bench.dali.num_threads),
-        "ffcv_workers": int(cfg.bench.ffcv.num_workers),
+        **opts.source_settings,
         "country": opts.country,
     }

@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
+from solo_mlvgm.bench.sources import FolderSource, SourceContext, config_int, register_source
+from solo_mlvgm.data.continuous import Batch
 from solo_mlvgm.data.real import list_image_folder, load_rgb
 from solo_mlvgm.runs import replace_atomically
 from solo_mlvgm.views.pixel import build_color_augment
@@ -29,8 +32,6 @@ BATCHES_AHEAD = 3  # batches FFCV prepares ahead of the step (its default)
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from solo_mlvgm.bench.sources import SourceSetup
 
 
 @contextlib.contextmanager
@@ -114,18 +115,51 @@ def write_beton(folder: Path, path: Path, workers: int) -> Path:
     return path
 
 
-def ffcv_batches(setup: SourceSetup, batch_size: int, passes: int) -> Iterator[list]:
-    """Solo-learn batches from FFCV's loader on the setup's device: ``passes`` permutations of the folder in
-    one epoch, then the same order again if a window outlasts it."""
+@register_source("ffcv")
+class FfcvSource(FolderSource):
+    """FFCV over the folder, written once to ``<folder>.beton`` beside it (rewritten when the export
+    changes)."""
+
+    label = "FFCV"
+
+    def __init__(self, num_workers: int = 2) -> None:
+        self.num_workers = num_workers
+
+    @classmethod
+    def from_config(cls, bench: DictConfig) -> FfcvSource:
+        return cls(num_workers=config_int(bench, "ffcv.num_workers", low=1))
+
+    def missing_reason(self) -> str | None:
+        return ffcv_missing()
+
+    def prefetch_depth(self) -> int:
+        return BATCHES_AHEAD
+
+    def describe(self) -> dict[str, Any]:
+        return {"ffcv_workers": self.num_workers}
+
+    def closing(self) -> contextlib.AbstractContextManager[None]:
+        return quiet_numba_finalizers()
+
+    def batches(self, ctx: SourceContext, batch_size: int, steps: int) -> Iterator[Batch]:
+        folder = self.folder(ctx)
+        beton = write_beton(folder, Path(str(folder) + ".beton"), self.num_workers)
+        yield from ffcv_batches(ctx, beton, self.num_workers, batch_size, self.passes(ctx, batch_size, steps))
+
+
+def ffcv_batches(
+    ctx: SourceContext, beton: Path, workers: int, batch_size: int, passes: int
+) -> Iterator[Batch]:
+    """Solo-learn batches from FFCV's loader over ``beton`` on the context's device: ``passes`` permutations
+    of the folder in one epoch, then the same order again if a window outlasts it."""
     from ffcv.fields.basics import IntDecoder
     from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
-    assert setup.folder is not None and setup.ffcv_cache is not None
-    beton = write_beton(setup.folder, setup.ffcv_cache, setup.ffcv_workers)
-    device, size, spec = setup.device, setup.size, setup.spec
-    listing = list_image_folder(setup.folder)
+    assert ctx.folder is not None
+    device, size, spec = ctx.device, ctx.size, ctx.spec
+    listing = list_image_folder(ctx.folder)
     targets = torch.tensor(listing.targets, device=device)
 
     def view() -> list:
@@ -139,12 +173,12 @@ def ffcv_batches(setup: SourceSetup, batch_size: int, passes: int) -> Iterator[l
         return [*decode, ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
 
     threads = torch.get_num_threads()
-    rng = np.random.default_rng(setup.seed)
+    rng = np.random.default_rng(ctx.seed)
     with keep_torch_threads():
         loader = Loader(
             str(beton),
             batch_size=batch_size,
-            num_workers=setup.ffcv_workers,
+            num_workers=workers,
             order=OrderOption.SEQUENTIAL,  # over ``passes`` permutations: an image repeats only across passes
             drop_last=True,
             indices=np.concatenate([rng.permutation(len(listing.files)) for _ in range(passes)]),

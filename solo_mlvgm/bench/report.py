@@ -4,16 +4,48 @@ and CO2 per epoch against batch size, one line per source) and rich tables in th
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from solo_mlvgm.bench.sources import LimitSource, source_class
 from solo_mlvgm.runs import replace_atomically, write_csv, write_json
 
-if TYPE_CHECKING:
-    from solo_mlvgm.bench.driver import BenchOptions
+
+@dataclass(frozen=True)
+class Point:
+    """The training step fed by one source at one batch size: one row of bench.csv (fields in bench.json's
+    order; ``COLUMNS`` is the CSV's)."""
+
+    batch_size: int
+    source: str
+    img_s: float
+    img_s_low: float
+    img_s_high: float
+    data_only_img_s: float | None  # the source timed alone; None for the limit
+    sec_per_epoch: float
+    host_peak_gib: float
+    device_peak_gib: float | None  # None on a CPU
+    energy_kwh_per_epoch: float | None  # None without codecarbon
+    co2_kg_per_epoch: float | None
+    ratio_to_limit: float
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Continuous Sampling at one batch size against the best rate of rendering then training: one row of
+    roofline.csv."""
+
+    batch_size: int
+    generator_img_s: float
+    step_img_s: float
+    roofline_img_s: float
+    continuous_img_s: float
+    cs_efficiency: float
+
 
 COLUMNS = [
     "batch_size",
@@ -29,21 +61,7 @@ COLUMNS = [
     "energy_kwh_per_epoch",
     "co2_kg_per_epoch",
 ]
-ROOFLINE_COLUMNS = [
-    "batch_size",
-    "generator_img_s",
-    "step_img_s",
-    "roofline_img_s",
-    "continuous_img_s",
-    "cs_efficiency",
-]
-LABELS = {
-    "limit": "limit (batch reused)",
-    "continuous": "Continuous Sampling",
-    "torch": "torch DataLoader",
-    "dali": "DALI",
-    "ffcv": "FFCV",
-}
+ROOFLINE_COLUMNS = [f.name for f in fields(Roofline)]
 
 
 def roofline(generator_rate: float, step_rate: float) -> float:
@@ -55,13 +73,15 @@ def _fmt(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def source_label(source: str) -> str:
+    return source_class(source).label
+
+
 class BenchReport:
-    def __init__(
-        self, run_dir: Path, opts: BenchOptions, setup: dict[str, Any], skipped: dict[str, str]
-    ) -> None:
-        self.run_dir, self.opts, self.setup, self.skipped = run_dir, opts, setup, skipped
-        self.points: list[dict[str, Any]] = []
-        self.rooflines: list[dict[str, Any]] = []
+    def __init__(self, run_dir: Path, setup: dict[str, Any], skipped: dict[str, str]) -> None:
+        self.run_dir, self.setup, self.skipped = run_dir, setup, skipped
+        self.points: list[Point] = []
+        self.rooflines: list[Roofline] = []
         self.console = Console(width=None if sys.stdout.isatty() else 160)
 
     def header(self) -> str:
@@ -76,43 +96,38 @@ class BenchReport:
         lines += [f"skipped {name}: {reason}" for name, reason in self.skipped.items()]
         return "\n".join(lines)
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.points.append(row)
+    def add(self, point: Point) -> None:
+        self.points.append(point)
         print(
-            f"batch {row['batch_size']:>4} {LABELS[row['source']]:<22} {row['img_s']:9.1f} img/s "
-            f"({row['img_s_low']:.1f}-{row['img_s_high']:.1f}), alone {_fmt(row['data_only_img_s']):>9} img/s, "
-            f"{row['ratio_to_limit']:.2f} x limit",
+            f"batch {point.batch_size:>4} {source_label(point.source):<22} {point.img_s:9.1f} img/s "
+            f"({point.img_s_low:.1f}-{point.img_s_high:.1f}), alone {_fmt(point.data_only_img_s):>9} img/s, "
+            f"{point.ratio_to_limit:.2f} x limit",
             flush=True,
         )
 
-    def add_roofline(self, batch_size: int, generator_rate: float) -> None:
-        at = {p["source"]: p for p in self.points if p["batch_size"] == batch_size}
-        step_rate, cs_rate = at["limit"]["img_s"], at["continuous"]["img_s"]
+    def add_roofline(self, batch_size: int, source: str, generator_rate: float) -> None:
+        """``source`` (Continuous Sampling) at ``batch_size`` against the roofline of its generator's rate
+        and the limit's (the training step's own)."""
+        at = {p.source: p for p in self.points if p.batch_size == batch_size}
+        step_rate, cs_rate = at[LimitSource.name].img_s, at[source].img_s
         best = roofline(generator_rate, step_rate)
-        self.rooflines.append(
-            {
-                "batch_size": batch_size,
-                "generator_img_s": generator_rate,
-                "step_img_s": step_rate,
-                "roofline_img_s": best,
-                "continuous_img_s": cs_rate,
-                "cs_efficiency": cs_rate / best,
-            }
-        )
+        self.rooflines.append(Roofline(batch_size, generator_rate, step_rate, best, cs_rate, cs_rate / best))
 
     def results(self) -> dict[str, Any]:
+        """What bench.json holds (and ``run_benchmark`` returns)."""
         return {
             "setup": self.setup,
             "skipped": self.skipped,
-            "points": self.points,
-            "roofline": self.rooflines,
+            "points": [asdict(p) for p in self.points],
+            "roofline": [asdict(r) for r in self.rooflines],
         }
 
     def write(self) -> None:
-        write_json(self.run_dir / "bench.json", self.results())
-        write_csv(self.run_dir / "bench.csv", self.points, COLUMNS)
+        results = self.results()
+        write_json(self.run_dir / "bench.json", results)
+        write_csv(self.run_dir / "bench.csv", results["points"], COLUMNS)
         if self.rooflines:
-            write_csv(self.run_dir / "roofline.csv", self.rooflines, ROOFLINE_COLUMNS)
+            write_csv(self.run_dir / "roofline.csv", results["roofline"], ROOFLINE_COLUMNS)
 
     def finish(self) -> None:
         self.write()
@@ -140,17 +155,17 @@ class BenchReport:
             table.add_column(name, justify="left" if name == "source" else "right")
         for p in self.points:
             table.add_row(
-                str(p["batch_size"]),
-                LABELS[p["source"]],
-                _fmt(p["img_s"]),
-                f"{p['img_s_low']:.1f}-{p['img_s_high']:.1f}",
-                _fmt(p["data_only_img_s"]),
-                _fmt(p["sec_per_epoch"], ".0f"),
-                _fmt(p["ratio_to_limit"], ".2f"),
-                _fmt(p["host_peak_gib"], ".2f"),
-                _fmt(p["device_peak_gib"], ".2f"),
-                _fmt(p["energy_kwh_per_epoch"], ".4f"),
-                _fmt(None if p["co2_kg_per_epoch"] is None else 1000 * p["co2_kg_per_epoch"], ".1f"),
+                str(p.batch_size),
+                source_label(p.source),
+                _fmt(p.img_s),
+                f"{p.img_s_low:.1f}-{p.img_s_high:.1f}",
+                _fmt(p.data_only_img_s),
+                _fmt(p.sec_per_epoch, ".0f"),
+                _fmt(p.ratio_to_limit, ".2f"),
+                _fmt(p.host_peak_gib, ".2f"),
+                _fmt(p.device_peak_gib, ".2f"),
+                _fmt(p.energy_kwh_per_epoch, ".4f"),
+                _fmt(None if p.co2_kg_per_epoch is None else 1000 * p.co2_kg_per_epoch, ".1f"),
             )
         return table
 
@@ -160,12 +175,12 @@ class BenchReport:
             table.add_column(name, justify="right")
         for r in self.rooflines:
             table.add_row(
-                str(r["batch_size"]),
-                _fmt(r["generator_img_s"]),
-                _fmt(r["step_img_s"]),
-                _fmt(r["roofline_img_s"]),
-                _fmt(r["continuous_img_s"]),
-                f"{100 * r['cs_efficiency']:.0f}%",
+                str(r.batch_size),
+                _fmt(r.generator_img_s),
+                _fmt(r.step_img_s),
+                _fmt(r.roofline_img_s),
+                _fmt(r.continuous_img_s),
+                f"{100 * r.cs_efficiency:.0f}%",
             )
         return table
 
@@ -177,18 +192,22 @@ class BenchReport:
         import matplotlib.pyplot as plt
 
         fig, (time_ax, co2_ax) = plt.subplots(1, 2, figsize=(10, 4))
-        sources = list(dict.fromkeys(p["source"] for p in self.points))
+        sources = list(dict.fromkeys(p.source for p in self.points))
         for source in sources:
-            rows = [p for p in self.points if p["source"] == source]
-            sizes = [p["batch_size"] for p in rows]
-            style = {"marker": "o", "label": LABELS[source], "linestyle": "--" if source == "limit" else "-"}
-            time_ax.plot(sizes, [p["sec_per_epoch"] / 60 for p in rows], **style)
-            co2 = [p["co2_kg_per_epoch"] for p in rows]
+            rows = [p for p in self.points if p.source == source]
+            sizes = [p.batch_size for p in rows]
+            style = {
+                "marker": "o",
+                "label": source_label(source),
+                "linestyle": "--" if source == LimitSource.name else "-",
+            }
+            time_ax.plot(sizes, [p.sec_per_epoch / 60 for p in rows], **style)
+            co2 = [p.co2_kg_per_epoch for p in rows]
             if all(c is not None for c in co2):
-                co2_ax.plot(sizes, [1000 * c for c in co2], **style)
+                co2_ax.plot(sizes, [1000 * c for c in co2 if c is not None], **style)
         for ax, label in ((time_ax, "minutes per epoch"), (co2_ax, "g CO2 per epoch")):
             ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted({p["batch_size"] for p in self.points}))
+            ax.set_xticks(sorted({p.batch_size for p in self.points}))
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             ax.set_xlabel("batch size (per device)")
