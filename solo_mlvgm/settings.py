@@ -115,8 +115,8 @@ class TrainerSpec:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> TrainerSpec:
         devices = cfg.get("devices", 1)
-        if not isinstance(devices, int | str):
-            devices = list(OmegaConf.to_container(devices)) if OmegaConf.is_list(devices) else devices
+        if OmegaConf.is_list(devices):
+            devices = [int(d) for d in devices]
         max_steps = integer(cfg.get("max_steps", -1), "max_steps")
         if max_steps < -1 or max_steps == 0:
             raise ConfigError(f"max_steps must be >= 1 (or -1: no limit), got {max_steps}")

@@ -43,8 +43,9 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
@@ -89,7 +90,7 @@ def _solo_backbone(name: str):
         if kwargs:
             raise TypeError(f"backbone '{name}' takes no kwargs {sorted(kwargs)} (only small_image_stem)")
         net, dim = build_backbone(name, bool(small_image_stem))
-        net.num_features = dim  # solo reads num_features (inplanes for ResNets, which they have)
+        net.num_features = dim  # type: ignore[assignment]  # solo reads num_features (ResNets: inplanes)
         return net
 
     build.__name__ = name
@@ -138,7 +139,15 @@ def register_in_solo() -> None:
 
 
 # -------------------------------------------------------------------- methods
-class _OurData:
+if TYPE_CHECKING:  # the mixin goes before a solo-learn method class: type checkers see that base
+
+    class _SoloBase(BaseMethod): ...
+
+else:
+    _SoloBase = object
+
+
+class _OurData(_SoloBase):
     """Mixed in before a solo-learn method: our backbones, and no NaN or misleading metric without labels."""
 
     _BACKBONES = {**BaseMethod._BACKBONES, **OUR_BACKBONES}
@@ -227,6 +236,7 @@ def generator_dataset_name(spec: PretrainSpec) -> str:
 
 def _plain(cfg: DictConfig) -> DictConfig:
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    assert isinstance(out, DictConfig)
     OmegaConf.set_struct(out, False)
     return out
 
@@ -372,7 +382,7 @@ def _quiet_solo() -> Iterator[None]:
 
 def build_solo_method(
     cfg: DictConfig, spec: PretrainSpec, *, num_classes: int, num_devices: int, num_nodes: int = 1
-) -> nn.Module:
+) -> pl.LightningModule:
     """``solo.methods.METHODS[cfg.method]`` (with ``_OurData``) built from our run config, as solo's
     main_pretrain.py builds it: parse_cfg, construction, make_contiguous, channels_last."""
     s = solo_pretrain_cfg(cfg, spec, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes)
@@ -393,7 +403,7 @@ def build_solo_method(
 
 # ---------------------------------------------------------------------- linear
 def solo_linear_cfg(
-    cfg: DictConfig, backbone_name: str, num_classes: int, dataset: str, train_path: str | None
+    cfg: DictConfig, backbone_name: str, num_classes: int, dataset: str | None, train_path: str | None
 ) -> DictConfig:
     """solo-learn's linear cfg (``solo.args.linear.parse_cfg``) from ``cfg.solo_linear`` of linear.yaml."""
     if num_classes < 5:
@@ -423,7 +433,7 @@ def solo_linear_cfg(
 def build_linear_model(backbone: nn.Module, feature_dim: int, s: DictConfig) -> LinearModel:
     """solo-learn's ``LinearModel`` around a (frozen) backbone of ``feature_dim`` features."""
     if not hasattr(backbone, "inplanes"):
-        backbone.num_features = int(feature_dim)  # what solo reads for non-ResNet backbones
+        backbone.num_features = int(feature_dim)  # type: ignore[assignment]  # solo reads it (non-ResNets)
     with _quiet_solo():
         model = LinearModel(backbone, cfg=s)
     make_contiguous(model)
@@ -498,18 +508,20 @@ class SoloBackend:
         num_classes: int,
         num_devices: int,
         num_nodes: int,
-    ) -> nn.Module:
+    ) -> pl.LightningModule:
         return build_solo_method(
             method_cfg, spec, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes
         )
 
-    def describe(self, method: nn.Module) -> str:
+    def describe(self, method: pl.LightningModule) -> str:
         return f"solo (solo-learn {solo_version()}, {type(method).__name__})"
 
-    def write_run_files(self, method: nn.Module, run_dir: Path) -> None:
+    def write_run_files(self, method: pl.LightningModule, run_dir: Path) -> None:
         from solo_mlvgm.runs import save_config
 
-        save_config(run_dir / "solo_config.yaml", method.cfg)
+        solo_cfg = method.cfg
+        assert isinstance(solo_cfg, DictConfig)  # solo-learn's parsed config, set by BaseMethod
+        save_config(run_dir / "solo_config.yaml", solo_cfg)
 
     def build_quantifier(
         self, cfg: DictConfig, generator: MultiLatentGenerator, level: str, indices: tuple[int, ...]

@@ -117,6 +117,7 @@ class ContinuousSampling(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
         # The trainer's count of batches made ready so far (restored from checkpoints, mid-epoch too) is
         # the global batch number, so a resumed run continues with exactly the batches it would have seen.
+        assert self.trainer is not None  # Lightning calls this hook only while a trainer runs
         return self.render(self.trainer.fit_loop.epoch_loop.batch_progress.total.ready, batch.device)
 
     # ------------------------------------------------------------ sampling

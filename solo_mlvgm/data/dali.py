@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -107,7 +108,8 @@ class DaliImageFolder:
         self.gpu = device == "gpu" or (device == "auto" and torch.cuda.is_available())
         self.num_classes = len(self.listing.classes)
         self._targets = torch.tensor(self.listing.targets, dtype=torch.long)
-        self._iterator = None
+        self._iterator: Any = None  # a DALIGenericIterator, built on first use (DALI has no type stubs)
+        self.rank, self.world_size = 0, 1
         self.shard(0, 1)
 
     def shard(self, rank: int, world_size: int) -> None:

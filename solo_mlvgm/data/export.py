@@ -107,8 +107,11 @@ def check_export_target(out: str | Path) -> None:
 
 def _save(image: Tensor, path: Path) -> None:
     array = image.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    options = {"quality": JPEG_QUALITY} if path.suffix == ".jpg" else {}
-    Image.fromarray(np.ascontiguousarray(array)).save(path, **options)
+    image_file = Image.fromarray(np.ascontiguousarray(array))
+    if path.suffix == ".jpg":
+        image_file.save(path, quality=JPEG_QUALITY)
+    else:
+        image_file.save(path)
 
 
 def export_image_folder(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -75,7 +76,7 @@ def run_linear_eval(cfg: DictConfig) -> dict:
         return backend.linear_eval(net, feature_dim, payload["backbone"], splits, cfg, run_cfg)
 
     torch.manual_seed(int(cfg.seed))
-    results = {"backend": backend.name, "pretrained": evaluate(backbone)}
+    results: dict[str, Any] = {"backend": backend.name, "pretrained": evaluate(backbone)}
     if cfg.compare_random:
         torch.manual_seed(int(cfg.seed))
         random_backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
 from solo_mlvgm.backends import Backend, resolve_backend
 from solo_mlvgm.data.continuous import ContinuousSampling
@@ -177,7 +178,9 @@ def _write_start(job: Pretraining) -> None:
 @rank_zero_only
 def _write_end(job: Pretraining, seconds: float) -> None:
     run_dir, trainer = job.run_dir, job.trainer
-    save_backbone(run_dir / BACKBONE_FILE, job.method.backbone, job.record)
+    backbone = job.method.backbone
+    assert isinstance(backbone, nn.Module)  # both backends' methods hold their backbone here
+    save_backbone(run_dir / BACKBONE_FILE, backbone, job.record)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     collapse = job.collapse.summary()
     write_json(

@@ -85,6 +85,7 @@ def check_cfg(cfg: DictConfig) -> tuple[DictConfig, Backend]:
 
 def _comparable(cfg: DictConfig | dict) -> dict:
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    assert isinstance(data, dict)
     return {k: v for k, v in data.items() if k not in RESUME_FREE_KEYS}
 
 
@@ -131,7 +132,8 @@ def quantify_level(
     pl.seed_everything(int(cfg.seed), verbose=False)
     module = backend.build_quantifier(cfg, generator, name, indices)
     trainer = _build_trainer(cfg)
-    tickets = torch.utils.data.DataLoader(range(int(cfg.max_steps)), batch_size=None)
+    steps: list[int] = list(range(int(cfg.max_steps)))  # the batches are step numbers
+    tickets = torch.utils.data.DataLoader(steps, batch_size=None)  # type: ignore[arg-type,var-annotated]
     start = time.perf_counter()
     with quiet_lightning(), warnings.catch_warnings():
         warnings.filterwarnings(
@@ -211,9 +213,7 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     saved = cfg.copy()
     with open_dict(saved):
         saved.backend = backend.name  # the backend used, recorded with the run
-    rank_zero_only(
-        lambda: (run_dir.mkdir(parents=True, exist_ok=True), save_config(run_dir / "config.yaml", saved))
-    )()
+    _write_config(run_dir, saved)
 
     kw = cfg.method_kwargs
     print(
@@ -245,6 +245,12 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     _write_results(cfg, generator, run_dir, records)
     print(f"all levels: {time.perf_counter() - total_start:.0f} s this call")
     return records
+
+
+@rank_zero_only
+def _write_config(run_dir: Path, cfg: DictConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run_dir / "config.yaml", cfg)
 
 
 @rank_zero_only

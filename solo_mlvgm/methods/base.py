@@ -8,7 +8,7 @@ backends. A method fills its ``method_kwargs`` defaults and rejects unknown keys
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -105,7 +105,7 @@ class SSLMethod(pl.LightningModule):
         return loss
 
     # ---------------------------------------------------------- optimiser
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:  # Lightning's optimizer-and-scheduler dict
         optimizer = self.build_optimizer(self.trainer.world_size)
         lr = optimizer.defaults["lr"]
         total = self.total_steps = max(1, int(self.trainer.estimated_stepping_batches))  # honours max_steps
@@ -121,7 +121,9 @@ class SSLMethod(pl.LightningModule):
         def constant(step: int) -> float:
             return 1.0
 
-        lambdas = [constant if group.get("static_lr") else cosine for group in optimizer.param_groups]
+        lambdas: list[Callable[[int], float]] = [
+            constant if group.get("static_lr") else cosine for group in optimizer.param_groups
+        ]
         scheduler = LambdaLR(optimizer, lambdas)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

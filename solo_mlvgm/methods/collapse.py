@@ -77,7 +77,7 @@ class CollapseMonitor(Callback):
         projector = getattr(pl_module, "projector", None)
         self.started = True
         self.monitored = isinstance(projector, nn.Module)
-        if self.monitored:
+        if isinstance(projector, nn.Module):
             self._handle = projector.register_forward_hook(self._capture)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

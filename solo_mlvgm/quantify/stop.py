@@ -59,6 +59,7 @@ class GammaStop:
         self._window.append(float(loss))
         self.smoothed = sum(self._window) / len(self._window)
         if not self.armed:
+            assert self.arm_below is not None  # set in __post_init__
             self.armed = self.smoothed < self.arm_below
             if not self.armed:
                 return False
