@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.generators import GENERATORS, build_generator
+from solo_mlvgm.generators import (
+    GENERATORS,
+    MultiLatentGenerator,
+    ToyWorld,
+    build_generator,
+    register_generator,
+)
 from solo_mlvgm.generators.toyworld import FACTORS
 
 
@@ -23,9 +29,23 @@ def test_unknown_generator_and_argument_are_rejected():
         build_generator("toyworld", widht=3)
 
 
+def test_registry_rejects_a_second_class_under_a_taken_name():
+    with pytest.raises(
+        ValueError, match="'toyworld' is already registered by solo_mlvgm.generators.toyworld"
+    ):
+
+        @register_generator("toyworld")
+        class Impostor(MultiLatentGenerator):
+            pass
+
+    assert GENERATORS["toyworld"] is ToyWorld
+
+
 @pytest.mark.parametrize("name", sorted(GENERATORS))
-def test_every_generator_renders_images_in_unit_range(name):
+def test_every_generator_keeps_the_contract_and_renders_images_in_unit_range(name):
+    assert isinstance(GENERATORS[name].checkpoint_hint, str)  # read when a config leaves the checkpoint unset
     g = build_generator(name)
+    assert g.arch["name"] == name  # walkers and exports are checked against arch
     base = g.sample_base(4, generator=torch.Generator().manual_seed(0))
     images = g(g.to_levels(base))
     assert images.shape == (4, 3, g.resolution, g.resolution)

@@ -172,7 +172,8 @@ def test_learned_views_load_and_change_only_their_levels(tmp_path, world):
     spec = ViewSpec.from_config(
         {"pixel": "none", "perturb": {"color": {"type": "learned", "walker": str(path)}}}
     )
-    base, anchor, positive = ViewSampler(world, spec).sample_levels(32, torch.Generator().manual_seed(0))
+    pair = ViewSampler(world, spec).sample_levels(32, torch.Generator().manual_seed(0))
+    anchor, positive = pair.anchor, pair.positive
     changed = [i for i, (a, p) in enumerate(zip(anchor, positive, strict=True)) if not torch.equal(a, p)]
     assert changed == [2]
     assert torch.allclose(positive[2] - anchor[2], torch.full((32, 8), 0.5), atol=1e-6)

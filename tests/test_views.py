@@ -42,7 +42,8 @@ def test_a_level_and_its_group_cannot_both_be_perturbed(world):
 
 def test_only_named_levels_change_with_independent_noise_per_level(world):
     spec = ViewSpec.from_config({"perturb": {"pose": {"std": 1.0}, "color": {"std": 1.0}}})
-    _, anchor, positive = ViewSampler(world, spec).sample_levels(64, torch.Generator().manual_seed(0))
+    pair = ViewSampler(world, spec).sample_levels(64, torch.Generator().manual_seed(0))
+    anchor, positive = pair.anchor, pair.positive
     changed = [not torch.equal(a, p) for a, p in zip(anchor, positive, strict=True)]
     assert changed == [f in ("pose", "color") for f in world.factors]
     d_pose, d_color = positive[1] - anchor[1], positive[2] - anchor[2]
@@ -53,8 +54,8 @@ def test_synth_spec_gives_identical_views_and_single_random_moves_everything(wor
     synth = ViewSampler(world, ViewSpec.from_config({"perturb": {}}))(8, torch.Generator().manual_seed(0))
     assert torch.equal(synth.anchor, synth.positive)
     single = ViewSpec.from_config({"perturb": {"all": {"std": 0.2}}})
-    _, anchor, positive = ViewSampler(world, single).sample_levels(8, torch.Generator().manual_seed(0))
-    assert all(not torch.equal(a, p) for a, p in zip(anchor, positive, strict=True))
+    pair = ViewSampler(world, single).sample_levels(8, torch.Generator().manual_seed(0))
+    assert all(not torch.equal(a, p) for a, p in zip(pair.anchor, pair.positive, strict=True))
 
 
 def test_view_pair_labels_are_the_anchor_labels(world, multilevel_spec):

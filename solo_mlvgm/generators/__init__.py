@@ -1,35 +1,23 @@
-"""Multi-latent generators and their registry: ``build_generator(name, checkpoint=None, **kwargs)``."""
+"""Multi-latent generators and their registry: ``build_generator(name, checkpoint=None, **kwargs)``.
+
+Each generator class registers itself with ``@register_generator("name")`` (``registry.py``); importing the
+built-in modules here is what registers them.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from typing import Any
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator, truncated_normal_
 from solo_mlvgm.generators.bigbigan import BigBiGAN
+from solo_mlvgm.generators.registry import GENERATORS, register_generator
 from solo_mlvgm.generators.stylegan2 import StyleGAN2
 from solo_mlvgm.generators.toyworld import ToyWorld
 
-GENERATORS: dict[str, type[MultiLatentGenerator]] = {}
 
-
-def register_generator(name: str) -> Callable[[type[MultiLatentGenerator]], type[MultiLatentGenerator]]:
-    """Class decorator that makes a generator buildable by name."""
-
-    def add(cls: type[MultiLatentGenerator]) -> type[MultiLatentGenerator]:
-        GENERATORS[name] = cls
-        return cls
-
-    return add
-
-
-register_generator("toyworld")(ToyWorld)
-register_generator("bigbigan")(BigBiGAN)
-register_generator("stylegan2")(StyleGAN2)
-
-
-def build_generator(name: str, checkpoint: str | None = None, **kwargs: object) -> MultiLatentGenerator:
+def build_generator(name: str, checkpoint: str | None = None, **kwargs: Any) -> MultiLatentGenerator:
     """A frozen (eval, no weight gradients) generator by registry name; ``checkpoint`` is a local file."""
     if name not in GENERATORS:
         raise ConfigError(f"unknown generator '{name}'; known: {', '.join(sorted(GENERATORS))}")

@@ -12,11 +12,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from solo_mlvgm.errors import ConfigError
+
+G = TypeVar("G", bound="MultiLatentGenerator")
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,12 @@ class LatentLevel:
 class MultiLatentGenerator(nn.Module):
     """A frozen generator that takes latents at several levels.
 
-    Subclasses set ``levels``, ``groups``, ``resolution`` and ``base_dim``, and implement
-    ``level_coords``, ``to_levels`` and ``forward``. The generator's own weights never receive
-    gradients, but ``forward`` is differentiable with respect to the latents.
+    The contract: a subclass registers itself with ``@register_generator("name")`` (``registry.py``), sets
+    ``levels``, ``groups``, ``resolution``, ``base_dim`` and ``arch`` in ``__init__``, and implements
+    ``level_coords``, ``to_levels`` and ``forward``. ``arch["name"]`` is the registry name: walkers and
+    exports record ``arch`` and are checked against it, so one generator's walker never passes as another's.
+    The generator's own weights never receive gradients, but ``forward`` is differentiable with respect to
+    the latents.
     """
 
     levels: tuple[LatentLevel, ...]
@@ -40,7 +46,11 @@ class MultiLatentGenerator(nn.Module):
     resolution: int
     base_dim: int
     num_classes: int = 0  # classes that ``labels`` returns; 0 for generators without labels
-    arch: dict  # the constructor arguments that define this generator (recorded with exports and runs)
+    # The registry name (key "name") and the constructor arguments that define this generator (recorded with
+    # exports, walkers and runs).
+    arch: dict[str, Any]
+    # What ``generator.checkpoint`` should point at, for the error when a config leaves it unset.
+    checkpoint_hint: ClassVar[str] = "its weights file"
 
     def __init__(self, truncation: float = 2.0) -> None:
         super().__init__()
@@ -160,17 +170,17 @@ class MultiLatentGenerator(nn.Module):
         return self
 
     @classmethod
-    def from_checkpoint(cls, path: str, **arch: object) -> MultiLatentGenerator:
+    def from_checkpoint(cls, path: str, **arch: Any) -> MultiLatentGenerator:
         raise ConfigError(f"{cls.__name__} does not load checkpoints")
 
     @classmethod
     def from_state(
-        cls,
+        cls: type[G],
         path: str,
         state: Mapping[str, Tensor],
-        from_file: Mapping[str, object],
-        given: Mapping[str, object],
-    ) -> MultiLatentGenerator:
+        from_file: Mapping[str, Any],
+        given: Mapping[str, Any],
+    ) -> G:
         """An instance with the architecture settings read ``from_file`` (``given`` ones must agree) and the
         file's ``state`` loaded strictly; every mismatch is one line naming ``path``."""
         name = cls.__name__.lower()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator, one_line
+from solo_mlvgm.generators.registry import register_generator
 from solo_mlvgm.generators.spectral import SNConv2d, SNLinear, SpectralNormed
 
 CHECKPOINT_NAME = "BigBiGAN_x1.pth"
@@ -52,6 +54,9 @@ def channel_plan(ch: int, resolution: int) -> tuple[list[int], list[int]]:
 class StoredBatchNorm(nn.Module):
     """Batch norm with the stored statistics (``stored_mean``/``stored_var``) and a learned gain and bias."""
 
+    stored_mean: Tensor
+    stored_var: Tensor
+
     def __init__(self, channels: int, eps: float = OUTPUT_BN_EPS) -> None:
         super().__init__()
         self.gain = nn.Parameter(torch.ones(channels))
@@ -66,6 +71,9 @@ class StoredBatchNorm(nn.Module):
 
 class ConditionalBatchNorm(nn.Module):
     """``norm(x) * (1 + gain(y)) + bias(y)``; ``gain``/``bias`` are bias-free SN linears of the condition."""
+
+    stored_mean: Tensor
+    stored_var: Tensor
 
     def __init__(self, channels: int, cond_dim: int) -> None:
         super().__init__()
@@ -117,6 +125,7 @@ class SelfAttention(nn.Module):
         return self.gamma * self.o(out) + x
 
 
+@register_generator("bigbigan")
 class BigBiGAN(MultiLatentGenerator):
     """BigBiGAN generator; levels ``z0`` (the 4x4 start) to ``z5`` (the last up-block)."""
 
@@ -197,8 +206,9 @@ class BigBiGAN(MultiLatentGenerator):
         embedding = self._embedding(h.shape[0])
         for i in range(start, len(self.blocks) if stop is None else stop):
             y = torch.cat([embedding, levels[i + 1]], dim=1)
-            h = self.blocks[i][0](h, y)
-            for extra in self.blocks[i][1:]:
+            stage = cast(nn.ModuleList, self.blocks[i])  # ModuleList indexing is typed as a plain Module
+            h = stage[0](h, y)
+            for extra in stage[1:]:
                 h = extra(h)
         return h
 
@@ -236,7 +246,7 @@ class BigBiGAN(MultiLatentGenerator):
         return result
 
     @classmethod
-    def from_checkpoint(cls, path: str, **arch: object) -> BigBiGAN:
+    def from_checkpoint(cls, path: str, **arch: Any) -> BigBiGAN:
         """Load a BigGAN-PyTorch state dict strictly; ``ch``/``dim_z``/``shared_dim`` come from its shapes."""
         file = Path(path)
         if not file.is_file():
@@ -251,7 +261,7 @@ class BigBiGAN(MultiLatentGenerator):
             ) from None
         if not isinstance(state, dict) or "linear.weight" not in state or "shared.weight" not in state:
             raise ConfigError(f"'{path}' is not a BigGAN-PyTorch generator state dict like {CHECKPOINT_NAME}")
-        return cls.from_state(path, state, infer_arch(state), arch)  # type: ignore[return-value]
+        return cls.from_state(path, state, infer_arch(state), arch)
 
 
 def infer_arch(state: dict[str, Tensor]) -> dict[str, int | None]:

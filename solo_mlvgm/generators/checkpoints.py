@@ -11,10 +11,12 @@ embedded in a pickle stays a string.
 from __future__ import annotations
 
 import collections
+import importlib
 import io
 import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -41,12 +43,11 @@ def _rebuild_from_type(func: Callable, new_type: type, args: tuple, state: Any) 
     return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
 
 
-def _numpy_multiarray() -> Any:
+def _numpy_multiarray() -> ModuleType:
     try:
-        from numpy._core import multiarray  # numpy >= 2
+        return importlib.import_module("numpy._core.multiarray")  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
-    return multiarray
+        return importlib.import_module("numpy.core.multiarray")
 
 
 _MULTIARRAY = _numpy_multiarray()

@@ -26,6 +26,11 @@ def one_step_sigma(weight: Tensor, u: Tensor, eps: float = SN_EPS) -> Tensor:
 class SpectralNormed(nn.Module):
     """Base of the SN layers: raw weight, optional bias, ``u0``/``sv0`` buffers, a folded weight cache."""
 
+    # Buffers (registered below), declared so they type as tensors rather than ``Tensor | Module``.
+    u0: Tensor
+    sv0: Tensor
+    folded: Tensor | None
+
     def __init__(self, weight_shape: tuple[int, ...], bias: bool) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(weight_shape))

@@ -23,7 +23,8 @@ so its weights load by name; ``stylegan2_checkpoints`` also reads the TensorFlow
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator
+from solo_mlvgm.generators.registry import register_generator
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
@@ -46,7 +48,22 @@ ARCH_KEYS = (
     "mapping_lr_mul",
     "conv_clamp",
 )
-CONFIG_F = {
+
+
+class StyleGAN2Arch(TypedDict):
+    """The ``ARCH_KEYS`` settings, typed: what a checkpoint records and the networks are built from."""
+
+    z_dim: int
+    w_dim: int
+    img_resolution: int
+    mapping_layers: int
+    channel_base: int
+    channel_max: int
+    mapping_lr_mul: float
+    conv_clamp: float | None
+
+
+CONFIG_F: StyleGAN2Arch = {
     "z_dim": 512,
     "w_dim": 512,
     "img_resolution": 512,
@@ -147,6 +164,8 @@ class EqualizedLinear(nn.Module):
 class MappingNetwork(nn.Module):
     """z -> w: second-moment normalisation, then ``num_layers`` leaky-ReLU dense layers."""
 
+    w_avg: Tensor  # a buffer (declared so it types as a tensor, not ``Tensor | Module``)
+
     def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float) -> None:
         super().__init__()
         self.num_layers = num_layers
@@ -164,6 +183,9 @@ class MappingNetwork(nn.Module):
 
 class StyledConv(nn.Module):
     """Modulated 3x3 conv (optionally up-sampling), noise, bias, leaky ReLU x sqrt(2), optional clamp."""
+
+    noise_const: Tensor  # buffers
+    kernel: Tensor | None
 
     def __init__(
         self, c_in: int, c_out: int, w_dim: int, resolution: int, up: bool, conv_clamp: float | None
@@ -210,6 +232,8 @@ class ToRGB(nn.Module):
 
 class SynthesisBlock(nn.Module):
     """One resolution: (the constant | an up-sampling conv), a conv, and a ToRGB added to the skip image."""
+
+    kernel: Tensor  # a buffer
 
     def __init__(self, c_in: int, c_out: int, w_dim: int, resolution: int, conv_clamp: float | None) -> None:
         super().__init__()
@@ -270,6 +294,7 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
+@register_generator("stylegan2")
 class StyleGAN2(MultiLatentGenerator):
     """StyleGAN2 generator; levels ``w0`` .. ``w{num_ws-1}``, addressed in groups ``ws{a}_{b}``."""
 
@@ -299,17 +324,16 @@ class StyleGAN2(MultiLatentGenerator):
     ) -> None:
         """Architecture arguments left at None take config-f's values (a checkpoint sets them)."""
         super().__init__(truncation=truncation)
-        given = {
-            "z_dim": z_dim,
-            "w_dim": w_dim,
-            "img_resolution": img_resolution,
-            "mapping_layers": mapping_layers,
-            "channel_base": channel_base,
-            "channel_max": channel_max,
-            "mapping_lr_mul": mapping_lr_mul,
-            "conv_clamp": conv_clamp,
+        arch: StyleGAN2Arch = {
+            "z_dim": CONFIG_F["z_dim"] if z_dim is None else z_dim,
+            "w_dim": CONFIG_F["w_dim"] if w_dim is None else w_dim,
+            "img_resolution": CONFIG_F["img_resolution"] if img_resolution is None else img_resolution,
+            "mapping_layers": CONFIG_F["mapping_layers"] if mapping_layers is None else mapping_layers,
+            "channel_base": CONFIG_F["channel_base"] if channel_base is None else channel_base,
+            "channel_max": CONFIG_F["channel_max"] if channel_max is None else channel_max,
+            "mapping_lr_mul": CONFIG_F["mapping_lr_mul"] if mapping_lr_mul is None else mapping_lr_mul,
+            "conv_clamp": CONFIG_F["conv_clamp"] if conv_clamp is None else conv_clamp,
         }
-        arch = {k: CONFIG_F[k] if v is None else v for k, v in given.items()}
         _check_arch(arch)
         options = {
             "noise_mode": noise_mode,
@@ -354,7 +378,7 @@ class StyleGAN2(MultiLatentGenerator):
         }
 
     @property
-    def weight_arch(self) -> dict:
+    def weight_arch(self) -> dict[str, Any]:
         """The settings a checkpoint records (shapes and how weights are applied)."""
         return {k: self.arch[k] for k in ARCH_KEYS}
 
@@ -399,16 +423,16 @@ class StyleGAN2(MultiLatentGenerator):
         save_native(path, self)
 
     @classmethod
-    def from_checkpoint(cls, path: str, **options: object) -> StyleGAN2:
+    def from_checkpoint(cls, path: str, **options: Any) -> StyleGAN2:
         """Any of the three formats; architecture settings come from the file (explicit ones must agree)."""
         from solo_mlvgm.generators.stylegan2_checkpoints import read_checkpoint
 
         _check_options(options)  # now, before reading a file that may be hundreds of MB (again when built)
         arch, state = read_checkpoint(path)
-        return cls.from_state(path, state, arch, options)  # type: ignore[return-value]
+        return cls.from_state(path, state, arch, options)
 
 
-def _check_options(options: dict) -> None:
+def _check_options(options: Mapping[str, Any]) -> None:
     """The wrapper's options, as far as they do not depend on the architecture."""
     if options.get("noise_mode", "const") not in NOISE_MODES:
         raise ConfigError(
@@ -423,7 +447,7 @@ def _check_options(options: dict) -> None:
             raise ConfigError(f"stylegan2 {key} must be a positive integer or null, got {value!r}")
 
 
-def _check_arch(arch: dict) -> None:
+def _check_arch(arch: Mapping[str, Any]) -> None:
     res = arch["img_resolution"]
     if not (isinstance(res, int) and res >= 8 and res & (res - 1) == 0):
         raise ConfigError(f"stylegan2 img_resolution must be a power of 2 >= 8, got {res}")

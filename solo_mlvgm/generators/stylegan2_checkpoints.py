@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from torch import Tensor
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import one_line
 from solo_mlvgm.generators.checkpoints import load_restricted
-from solo_mlvgm.generators.stylegan2 import ARCH_KEYS, CONFIG_F, blur_filter, channels_at
+from solo_mlvgm.generators.stylegan2 import ARCH_KEYS, CONFIG_F, StyleGAN2Arch, blur_filter, channels_at
 from solo_mlvgm.runs import save_torch
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ STAND_INS: dict[tuple[str, str], Any] = {
 
 
 # ------------------------------------------------------------------------------------- reading
-def read_checkpoint(path: str) -> tuple[dict, dict[str, Tensor]]:
+def read_checkpoint(path: str) -> tuple[Mapping[str, Any], dict[str, Tensor]]:
     """(architecture settings ``ARCH_KEYS``, state dict in our names) from any supported file."""
     file = Path(path)
     if not file.is_file():
@@ -133,7 +134,7 @@ def save_native(path: str, model: StyleGAN2) -> None:
     save_torch(path, {"format": FORMAT, "arch": model.weight_arch, "state_dict": state})
 
 
-def _read_native(file: Path) -> tuple[dict, dict[str, Tensor]]:
+def _read_native(file: Path) -> tuple[Mapping[str, Any], dict[str, Tensor]]:
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user error
@@ -146,7 +147,7 @@ def _read_native(file: Path) -> tuple[dict, dict[str, Tensor]]:
     return arch, state
 
 
-def _from_ada(generator: Any, path: str) -> tuple[dict, dict[str, Tensor]]:
+def _from_ada(generator: Any, path: str) -> tuple[Mapping[str, Any], dict[str, Tensor]]:
     if not isinstance(generator, PersistentObject):
         raise ConfigError(f"'{path}': G_ema is not a pickled stylegan2-ada-pytorch module")
     init = dict(generator.state.get("_init_kwargs") or {})
@@ -163,7 +164,7 @@ def _from_ada(generator: Any, path: str) -> tuple[dict, dict[str, Tensor]]:
         if kernel.shape != (4, 4) or not torch.allclose(kernel.float(), blur_filter(), atol=1e-6):
             raise ConfigError(f"'{path}': {key} is not the [1, 3, 3, 1] filter this implementation uses")
     mapping_kwargs = dict(init.get("mapping_kwargs") or {})
-    lr_mul = attributes.get(
+    lr_mul: Any = attributes.get(  # as pickled: float() below rejects a malformed value
         "mapping.fc0.bias_gain", mapping_kwargs.get("lr_multiplier", CONFIG_F["mapping_lr_mul"])
     )
     clamp = attributes.get("synthesis.b4.conv1.conv_clamp", synthesis_kwargs.get("conv_clamp"))
@@ -192,7 +193,7 @@ def _flatten_module(node: PersistentObject, prefix: str) -> tuple[dict[str, Tens
     return tensors, attributes
 
 
-def _from_tf(network: TFNetwork, path: str) -> tuple[dict, dict[str, Tensor]]:
+def _from_tf(network: TFNetwork, path: str) -> tuple[Mapping[str, Any], dict[str, Tensor]]:
     kwargs = network.static_kwargs()
     if int(kwargs.get("label_size", 0) or 0):
         raise ConfigError(f"'{path}' is a class-conditional StyleGAN2 (label_size={kwargs['label_size']})")
@@ -244,7 +245,9 @@ def _from_tf(network: TFNetwork, path: str) -> tuple[dict, dict[str, Tensor]]:
     return _infer_arch(tensors, lr_mul, None, path), tensors
 
 
-def _infer_arch(state: dict[str, Tensor], lr_mul: float, conv_clamp: float | None, path: str) -> dict:
+def _infer_arch(
+    state: dict[str, Tensor], lr_mul: float, conv_clamp: float | None, path: str
+) -> StyleGAN2Arch:
     """``ARCH_KEYS`` from tensor shapes (plus the two settings shapes cannot show)."""
     try:
         layers = sum(1 for k in state if re.fullmatch(r"mapping\.fc\d+\.weight", k))

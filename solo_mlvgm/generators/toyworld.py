@@ -30,6 +30,7 @@ from torch import Tensor
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator
+from solo_mlvgm.generators.registry import register_generator
 
 FACTORS = ("shape", "pose", "color", "texture", "none")
 DEFAULT_FACTORS = ("shape", "pose", "color", "texture", "none")
@@ -42,8 +43,13 @@ _PARAMS = {"pose": 4, "color": 6, "texture": 5}
 _HIDDEN = 16
 
 
+@register_generator("toyworld")
 class ToyWorld(MultiLatentGenerator):
     """Procedural MLVGM with a known ground truth (see the module docstring)."""
+
+    # Buffers read directly (registered in ``__init__``; the per-factor ones are read by name).
+    shape_proj: Tensor
+    grid: Tensor
 
     def __init__(
         self,
@@ -76,6 +82,7 @@ class ToyWorld(MultiLatentGenerator):
 
         self.factors = factors
         self.arch = {
+            "name": "toyworld",
             "factors": list(factors),
             "level_dim": level_dim,
             "resolution": resolution,

@@ -38,6 +38,7 @@ from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.backbones import BACKBONES, build_backbone
 from solo_mlvgm.methods.base import fill_method_kwargs
 from solo_mlvgm.quantify.stop import GammaStop
+from solo_mlvgm.views.pairs import latent_pair, render_pair
 from solo_mlvgm.views.pixel import normalize
 from solo_mlvgm.views.walker import Walker
 
@@ -140,13 +141,9 @@ class MIQuant(pl.LightningModule):
 
     def views(self, base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(anchor images, positive images, walker output p(z_i)) for base latents; differentiable in p."""
-        g = self.generator
-        delta = self.walker(base[:, g.coords_of(self.indices)])
-        levels = g.to_levels(base)
-        anchor, positive = g.forward_pair(
-            levels, g.perturb(base, [(self.indices, delta)], levels), min(self.indices)
-        )
-        return anchor, positive, delta
+        pair = latent_pair(self.generator, base, [(self.indices, self.walker)])
+        anchor, positive = render_pair(self.generator, pair)
+        return anchor, positive, pair.deltas[0][1]
 
     def info_nce(self, anchor: Tensor, positive: Tensor) -> Tensor:
         images = torch.cat([anchor, positive]).float()

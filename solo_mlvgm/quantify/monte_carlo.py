@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.views.pairs import LatentPair, sample_latent_pair
 from solo_mlvgm.views.walker import Walker
 
 
@@ -23,13 +24,10 @@ class PerturbationStats:
     samples: int
 
 
-def level_change_norms(
-    generator: MultiLatentGenerator, indices: tuple[int, ...], base: Tensor, delta: Tensor
-) -> Tensor:
-    """||levels(base + delta on the level's coordinates) - levels(base)|| over the given levels, per sample."""
-    before = generator.to_levels(base)
-    after = generator.perturb(base, [(indices, delta)], before)
-    change = torch.cat([(after[i] - before[i]).flatten(1) for i in indices], dim=1)
+def level_change_norms(pair: LatentPair) -> Tensor:
+    """||positive levels - anchor levels|| over the perturbed levels, per sample."""
+    changed = [i for indices, _ in pair.deltas for i in indices]
+    change = torch.cat([(pair.positive[i] - pair.anchor[i]).flatten(1) for i in changed], dim=1)
     return change.float().norm(dim=1)
 
 
@@ -45,14 +43,12 @@ def monte_carlo_stats(
     """mu and sigma (population) of the walker's perturbation norm over ``samples`` anchors."""
     device = generator.device
     walker = walker.to(device)
-    coords = generator.coords_of(indices)
     rng = torch.Generator(device=device).manual_seed(seed)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # sum of norms, sum of squares: one sync
     done = 0
     while done < samples:
         n = min(chunk, samples - done)
-        base = generator.sample_base(n, generator=rng)
-        norms = level_change_norms(generator, indices, base, walker(base[:, coords])).double()
+        norms = level_change_norms(sample_latent_pair(generator, n, [(indices, walker)], rng)).double()
         sums += torch.stack([norms.sum(), (norms * norms).sum()])
         done += n
     total, total_sq = sums.tolist()

@@ -21,6 +21,7 @@ import torch
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.quantify.monte_carlo import level_change_norms
+from solo_mlvgm.views.pairs import sample_latent_pair
 from solo_mlvgm.views.perturbation import RandomPerturbation
 
 
@@ -36,15 +37,13 @@ def std_for_change(
 ) -> float:
     """The std whose truncated-normal noise on the level's base coordinates changes the level by ``target``
     on average (in the norm of ``monte_carlo``)."""
-    coords = generator.coords_of(indices)
     std = 1.0
     for _ in range(iterations):
         rng = torch.Generator(device=generator.device).manual_seed(seed)  # same draws: a smooth fixed point
-        base = generator.sample_base(samples, generator=rng)
-        delta = RandomPerturbation(std=std, truncation=truncation).sample(
-            samples, len(coords), base.device, rng
+        noise = RandomPerturbation(std=std, truncation=truncation)
+        measured = float(
+            level_change_norms(sample_latent_pair(generator, samples, [(indices, noise)], rng)).mean()
         )
-        measured = float(level_change_norms(generator, indices, base, delta).mean())
         if measured <= 0:
             return 0.0
         std *= target / measured

@@ -11,6 +11,7 @@ from torchvision.utils import make_grid, save_image
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.runs import replace_atomically
+from solo_mlvgm.views.pairs import latent_pair
 from solo_mlvgm.views.perturbation import Perturbation, RandomPerturbation
 from solo_mlvgm.views.spec import ViewSpec
 
@@ -37,16 +38,22 @@ def level_grid(
     rows, names = [generator(generator.to_levels(base))], ["anchor"]
     for name, indices in generator.units():
         p = magnitudes.get(indices, default)
-        delta = p.delta(base[:, generator.coords_of(indices)], rng)
-        rows.append(generator(generator.perturb(base, [(indices, delta)])))
+        # Only the positive is rendered: the anchors are the first row, shared by every unit.
+        rows.append(generator(latent_pair(generator, base, [(indices, p)], rng).positive))
         names.append(f"{name} ({p.describe()})")
     return torch.cat(rows), names
 
 
-def save_level_grid(path: str | Path, generator: MultiLatentGenerator, **kwargs: object) -> list[str]:
+def save_level_grid(
+    path: str | Path,
+    generator: MultiLatentGenerator,
+    n_anchors: int = 8,
+    spec: ViewSpec | None = None,
+    default: RandomPerturbation = UNIT_PERTURBATION,
+    seed: int = 0,
+) -> list[str]:
     """Write the grid as a PNG (one row per entry of the returned names) and return the row names."""
-    n_anchors = int(kwargs.get("n_anchors", 8))
-    images, names = level_grid(generator, **kwargs)
+    images, names = level_grid(generator, n_anchors=n_anchors, spec=spec, default=default, seed=seed)
     grid = make_grid(images.float().cpu(), nrow=n_anchors, padding=2, pad_value=1.0)
     replace_atomically(path, lambda tmp: save_image(grid, tmp))
     return names

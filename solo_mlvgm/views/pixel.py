@@ -35,7 +35,7 @@ def build_pixel_augment(
     ``no_color``: crop and flip only (the paper's preset for multi-level views); ``none``: resize only.
     """
     check_pixel_options(preset, crop_min_scale)
-    ops: list[nn.Module] = []
+    ops: list[K.AugmentationBase2D] = []
     if preset == "none":
         ops.append(K.Resize((size, size)))
     else:
@@ -50,8 +50,8 @@ def build_color_augment(preset: str) -> nn.Module:
     return K.AugmentationSequential(*_color_and_normalize(preset))
 
 
-def _color_and_normalize(preset: str) -> list[nn.Module]:
-    ops: list[nn.Module] = []
+def _color_and_normalize(preset: str) -> list[K.AugmentationBase2D]:
+    ops: list[K.AugmentationBase2D] = []
     if preset == "simclr":
         ops += [K.ColorJiggle(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)]
     ops.append(K.Normalize(mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD)))

@@ -1,4 +1,4 @@
-"""Anchor and positive images from one batch of base latents, rendered together (``forward_pair``)."""
+"""Anchor and positive images from one batch of base latents, rendered together (``views.pairs``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.views.pairs import LatentPair, render_pair, sample_latent_pair
+from solo_mlvgm.views.perturbation import Perturbation
 from solo_mlvgm.views.spec import ViewSpec
 
 
@@ -25,25 +27,17 @@ class ViewSampler:
     def __init__(self, generator: MultiLatentGenerator, spec: ViewSpec) -> None:
         self.generator = generator
         self.spec = spec
-        self.plan = spec.resolve(generator)  # validates level names now, not at the first step
+        # Validates level names now, not at the first step.
+        self.plan: list[tuple[tuple[int, ...], Perturbation]] = spec.resolve(generator)
 
-    def sample_levels(self, n: int, rng: torch.Generator | None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    def sample_levels(self, n: int, rng: torch.Generator | None) -> LatentPair:
         """Base latents, anchor levels and positive levels; each planned level gets its own noise draw."""
-        g = self.generator
-        base = g.sample_base(n, generator=rng)
-        deltas = [(idx, p.delta(base[:, g.coords_of(idx)], rng)) for idx, p in self.plan]
-        anchor = g.to_levels(base)
-        return base, anchor, g.perturb(base, deltas, anchor)
+        return sample_latent_pair(self.generator, n, self.plan, rng)
 
     @torch.no_grad()
     def __call__(self, n: int, rng: torch.Generator | None = None) -> ViewPair:
-        base, anchor_levels, positive_levels = self.sample_levels(n, rng)
-        if not self.plan:  # synth: the positive is the anchor itself, render once
-            anchor = self.generator(anchor_levels)
-            positive = anchor
-        else:
-            first_changed = min(i for idx, _ in self.plan for i in idx)
-            anchor, positive = self.generator.forward_pair(anchor_levels, positive_levels, first_changed)
-        with torch.autocast(base.device.type, enabled=False):  # labels from fp32 latents, never bf16
-            labels = self.generator.labels(anchor_levels)
-        return ViewPair(anchor, positive, labels, base)
+        pair = self.sample_levels(n, rng)
+        anchor, positive = render_pair(self.generator, pair)
+        with torch.autocast(pair.base.device.type, enabled=False):  # labels from fp32 latents, never bf16
+            labels = self.generator.labels(pair.anchor)
+        return ViewPair(anchor, positive, labels, pair.base)

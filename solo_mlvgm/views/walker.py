@@ -35,13 +35,19 @@ class Walker(nn.Module):
         if hidden_dim < 1:
             raise ConfigError(f"walker hidden_dim must be >= 1, got {hidden_dim}")
         self.dim, self.hidden_dim = int(dim), hidden_dim
-        self.net = nn.Sequential(nn.Linear(dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, dim))
-        nn.init.normal_(self.net[2].weight, std=init_scale)
-        nn.init.uniform_(self.net[2].bias, -init_scale, init_scale)
+        hidden, out = nn.Linear(dim, hidden_dim), nn.Linear(hidden_dim, dim)
+        self.net = nn.Sequential(hidden, nn.ReLU(), out)
+        nn.init.normal_(out.weight, std=init_scale)
+        nn.init.uniform_(out.bias, -init_scale, init_scale)
 
     def forward(self, z: Tensor) -> Tensor:
         """The perturbation p(z) (not z + p(z)): what is added to the level's base coordinates."""
         return self.net(z)
+
+    def delta(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """p(z) as a view's delta (``views.pairs``): the walker in training and in Monte Carlo, used as is
+        (deterministic, so ``generator`` is unused)."""
+        return self(z)
 
 
 def save_walker(path: str | Path, walker: Walker, meta: dict[str, Any]) -> Path:
