@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from solo_mlvgm.data import ContinuousSampling
 from solo_mlvgm.generators import GENERATORS, MultiLatentGenerator, build_generator, register_generator
 from solo_mlvgm.generators.base import LatentLevel
-from solo_mlvgm.methods import MIQuant
+from solo_mlvgm.quantify.method import MIQuant
 from solo_mlvgm.views import ViewSpec
 from solo_mlvgm.views.grid import save_level_grid
 

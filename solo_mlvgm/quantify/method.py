@@ -157,7 +157,9 @@ class MIQuant(pl.LightningModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         step = int(batch)
-        encoder_opt, walker_opt = self.optimizers()
+        optimizers = self.optimizers()
+        assert isinstance(optimizers, list)  # configure_optimizers returns two
+        encoder_opt, walker_opt = optimizers
         trains_encoder = self.encoder_trains(step)
         if not trains_encoder and self.encoder.training:  # frozen mode: a fixed ruler from now on
             self.encoder.eval().requires_grad_(False)
@@ -173,7 +175,9 @@ class MIQuant(pl.LightningModule):
         # Loss and mean |p(z)| averaged over ranks, read with one device sync: every rank takes the same
         # stop decision.
         stats = torch.stack([loss.detach().float(), delta.detach().float().norm(dim=1).mean()])
-        mean_loss, delta_norm = self.all_gather(stats).reshape(-1, 2).mean(dim=0).tolist()
+        gathered = self.all_gather(stats)
+        assert isinstance(gathered, Tensor)
+        mean_loss, delta_norm = gathered.reshape(-1, 2).mean(dim=0).tolist()
         fired = moves and self.stop.update(step, mean_loss)
         self.history.append(
             {
@@ -208,7 +212,8 @@ class MIQuant(pl.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opt = self.cfg.optimizer
-        betas = tuple(float(b) for b in opt.betas)
+        beta1, beta2 = (float(b) for b in opt.betas)
+        betas = (beta1, beta2)
         encoder_params = list(self.encoder.parameters()) + list(self.projector.parameters())
         return [
             torch.optim.Adam(encoder_params, lr=float(opt.encoder_lr), betas=betas),
