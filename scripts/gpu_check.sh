@@ -47,7 +47,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...
     case $rc in
         0) result=pass ;;
         124) result="FAIL (over ${limit} s)" ;;
-        3) result="skipped (see log)" ;;
+        3 | 5) result="skipped (see log; 5: no test matched)" ;;
         *) result="FAIL (exit $rc)" ;;
     esac
     echo "| $name | $result | $dt |" >>"$report"
@@ -84,7 +84,7 @@ step bench 300 python main_bench.py --config-name bench "${gen_bigbigan[@]}" "${
     bench.batch_sizes=[32,64,128,256] bench.torch.num_workers=8 bench.steps=20 bench.energy.enabled=false
 step quickstart 180 bash scripts/quickstart.sh precision=bf16-mixed
 latest_bench=$(ls -td runs/bench/*/ 2>/dev/null | head -1)
-if [ -n "$latest_bench" ]; then
+if grep -q "^| bench | pass " "$report" && [ -n "$latest_bench" ]; then  # this run's figures only
     for f in bench.json bench.csv bench.png; do [ -f "$latest_bench$f" ] && cp "$latest_bench$f" "$out/"; done
 fi
 echo

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.runs import STATUS_FILE, write_status
 
 T = TypeVar("T")
 
@@ -30,14 +31,26 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
     """``fn(cfg, run_dir)`` in the hydra app's output folder (the run folder), user errors as one line.
 
     Hydra makes the folder (its ``.hydra`` record and the job log) before ``fn`` runs; a run refused with
-    a user error leaves no folder behind when that is all it holds."""
+    a user error leaves no folder behind when that is all it holds. Otherwise the folder's ``status.json``
+    says how the run ended: ``running`` while it runs (and after a kill), then ``finished``, ``failed`` or
+    ``interrupted``; only a finished run is ever ``latest``."""
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
+    own = {".hydra", f"{hydra.job.name}.log", STATUS_FILE}
+    write_status(run_dir, "running")
     try:
-        return run_or_exit(lambda: fn(cfg, run_dir))
+        result = run_or_exit(lambda: fn(cfg, run_dir))
     except SystemExit:
-        _remove_if_only_hydras(run_dir, {".hydra", f"{hydra.job.name}.log"}, str(cfg.get("name", "")))
+        _remove_if_only_hydras(run_dir, own, str(cfg.get("name", "")))
         raise
+    except KeyboardInterrupt:
+        write_status(run_dir, "interrupted")
+        raise
+    except BaseException as err:
+        write_status(run_dir, "failed", f"{type(err).__name__}: {err}".splitlines()[0])
+        raise
+    write_status(run_dir, "finished")
+    return result
 
 
 def _remove_if_only_hydras(run_dir: Path, hydras: set[str], name: str) -> None:

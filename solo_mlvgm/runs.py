@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,20 @@ def load_backbone_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or not {"backbone", "state_dict", "config"} <= set(payload):
         raise ConfigError(f"'{path}' is not a backbone file written by main_pretrain.py")
     return payload
+
+
+STATUS_FILE = "status.json"
+
+
+def write_status(run_dir: Path, state: str, detail: str | None = None) -> None:
+    """``status.json`` in a run folder: running | finished | failed | interrupted (a run killed outright
+    stays ``running``), with the time."""
+    if not run_dir.is_dir():
+        return
+    record: dict[str, Any] = {"status": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if detail:
+        record["detail"] = detail
+    write_json(run_dir / STATUS_FILE, record)
 
 
 def point_latest(run_dir: Path) -> Path:

@@ -1,15 +1,14 @@
 """Run settings parsed once, at the entry layer, into typed and validated specs.
 
 Our own config groups (``generator``, ``data``, the trainer keys, the run's seed, backend and resume
-settings) become frozen dataclasses here; code below the entry layer takes these, never a config dict,
-and nothing writes back into the config. solo-learn's own keys (``method``, ``method_kwargs``,
+settings) become frozen dataclasses here; code below the entry layer takes these (and the solo-learn
+schema keys below) rather than our groups as a dict, and nothing writes back into the config. solo-learn's own keys (``method``, ``method_kwargs``,
 ``optimizer``, ``scheduler``, ``backbone``) keep solo-learn's schema and go to the backend as they are, so
 one config file serves both backends. Every check raises a one-line ``ConfigError`` before any work.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from solo_mlvgm.checks import flag, integer
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
@@ -26,37 +26,6 @@ from solo_mlvgm.views.spec import ViewSpec
 BACKEND_NAMES = ("auto", "solo", "lightly")
 DATA_SOURCES = ("continuous", "image_folder", "dali")
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
-
-
-# ------------------------------------------------------------------ scalars
-def integer(value: Any, key: str, minimum: int | None = None) -> int:
-    """``value`` as an int (``key`` names it in the error), at least ``minimum``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        out = value
-    elif isinstance(value, float) and value.is_integer():
-        out = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        out = int(value)
-    else:
-        raise ConfigError(f"{key} must be an integer, got '{value}'")
-    if minimum is not None and out < minimum:
-        raise ConfigError(f"{key} must be >= {minimum}, got {out}")
-    return out
-
-
-def number(value: Any, key: str, minimum: float | None = None) -> float:
-    """``value`` as a float (``key`` names it in the error), at least ``minimum``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a number, got '{value}'")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a number, got '{value}'") from None
-    if out != out:
-        raise ConfigError(f"{key} must be a number, got '{value}'")
-    if minimum is not None and out < minimum:
-        raise ConfigError(f"{key} must be >= {minimum}, got {out}")
-    return out
 
 
 def generator_autocast(name: str) -> torch.dtype | None:
@@ -116,7 +85,7 @@ class TrainerSpec:
     def from_config(cls, cfg: DictConfig) -> TrainerSpec:
         devices = cfg.get("devices", 1)
         if OmegaConf.is_list(devices):
-            devices = [int(d) for d in devices]
+            devices = [integer(d, "devices", 0) for d in devices]
         max_steps = integer(cfg.get("max_steps", -1), "max_steps")
         if max_steps < -1 or max_steps == 0:
             raise ConfigError(f"max_steps must be >= 1 (or -1: no limit), got {max_steps}")
@@ -168,7 +137,7 @@ class DataSpec:
                 epoch_size=integer(block.get("epoch_size", 25600), "data.epoch_size", 1),
                 crop_size=None if crop is None else integer(crop, "data.crop_size", 1),
                 autocast=generator_autocast(str(block.get("autocast", "bf16"))),
-                channels_last=bool(block.get("channels_last", False)),
+                channels_last=flag(block.get("channels_last", False), "data.channels_last"),
             )
         if not block.get("train_path"):
             raise ConfigError(f"data={source} needs data.train_path=<folder of class subfolders>")
@@ -201,6 +170,7 @@ class PretrainSpec:
     trainer: TrainerSpec
     collapse_threshold: float
     resume_from: Path | None
+    views_block: DictConfig  # the views block used (from views_file when given), recorded with the run
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> PretrainSpec:
@@ -226,6 +196,7 @@ class PretrainSpec:
             trainer=TrainerSpec.from_config(cfg),
             collapse_threshold=check_threshold(cfg.get("collapse_threshold", DEFAULT_THRESHOLD)),
             resume_from=Path(resume) if resume else None,
+            views_block=views,
         )
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities import rank_zero_only
 
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.settings import TrainerSpec
@@ -49,3 +52,42 @@ def device_label(trainer: pl.Trainer) -> str:
     """e.g. ``cuda x 1``: the accelerator's kind and the number of devices."""
     kind = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
     return f"{kind} x {trainer.num_devices}"
+
+
+class PlainProgress(pl.Callback):
+    """Progress as plain lines (step, loss, elapsed, remaining) every ``every_seconds``, for output that is
+    not a terminal (a log file, a batch job), where a live progress bar would print nothing until the end."""
+
+    def __init__(self, every_seconds: float = 30.0) -> None:
+        self.every_seconds = every_seconds
+        self._start = 0.0
+        self._last = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = self._last = time.perf_counter()
+
+    @rank_zero_only
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.perf_counter()
+        total = int(trainer.estimated_stepping_batches)
+        step = trainer.global_step
+        if now - self._last < self.every_seconds and step < total:
+            return
+        self._last = now
+        elapsed = now - self._start
+        left = elapsed / max(step, 1) * max(total - step, 0)
+        loss = trainer.callback_metrics.get("train_loss")
+        shown = f", loss {float(loss):.4f}" if loss is not None else ""
+        print(
+            f"step {step}/{total}{shown}, {elapsed:.0f} s elapsed, about {left:.0f} s left",
+            flush=True,
+        )
+
+
+def progress_settings(every_seconds: float = 30.0) -> dict[str, Any]:
+    """Trainer keyword arguments for progress: Lightning's live bar on a terminal, else ``PlainProgress``."""
+    if sys.stdout.isatty():
+        return {"enable_progress_bar": True, "callbacks": []}
+    return {"enable_progress_bar": False, "callbacks": [PlainProgress(every_seconds)]}

@@ -34,6 +34,9 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
     for name in ("config.yaml", "view_grid.png", "backbone.pt", "checkpoints/last.ckpt", "pretrain.json"):
         assert (run_dir / name).is_file(), name
     assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    # output to a file (not a terminal): plain progress lines instead of a live bar
+    assert "step 3/3" in done.stdout and "s left" in done.stdout
 
     payload = torch.load(run_dir / "backbone.pt", weights_only=True)
     net, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
@@ -55,6 +58,7 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
     )
     assert linear.returncode == 0, linear.stderr[-3000:]
     assert "top-1" in linear.stdout and "random init" in linear.stdout
+    assert "randomly initialised backbone: 300 train / 200 test images" in linear.stdout  # progress
     results = json.loads((run_dir / "linear.json").read_text())
     assert results["backend"] == backend
     assert 0 <= results["pretrained"]["top1"] <= 100 and results["data"]["n_test"] == 200

@@ -81,6 +81,16 @@ def test_every_optimizer_builds_and_steps(tmp_path, optimizer):
         ("data.epoch_size=8", "smaller than one global batch"),
         ("collapse_threshold=1.5", "collapse_threshold must be in \\(0, 1\\)"),
         ("seed=-1", "seed must be >= 0"),
+        ("seed=abc", "seed must be an integer, got 'abc'"),
+        ("optimizer.batch_size=abc", "optimizer.batch_size must be an integer, got 'abc'"),
+        ("optimizer.lr=abc", "optimizer.lr must be a number, got 'abc'"),
+        ("scheduler.warmup_epochs=abc", "scheduler.warmup_epochs must be a number, got 'abc'"),
+        ("method_kwargs.temperature=abc", "method_kwargs.temperature must be a number, got 'abc'"),
+        ("max_steps=0", "max_steps must be >= 1 \\(or -1: no limit\\), got 0"),
+        ("max_epochs=abc", "max_epochs must be an integer, got 'abc'"),
+        ("devices=[0,abc]", "devices must be an integer, got 'abc'"),
+        ("data.channels_last=abc", "data.channels_last must be true or false, got 'abc'"),
+        ("data.num_classes=abc", "data.num_classes must be an integer, got 'abc'"),
     ],
 )
 def test_bad_configs_fail_before_training(tmp_path, override, message):
@@ -123,3 +133,31 @@ def test_simsiam_predictor_keeps_a_constant_lr_while_the_rest_follows_the_schedu
     assert all(g["lr"] == g["initial_lr"] for g in static)
     scheduled = [g for g in groups if not g.get("static_lr")]
     assert scheduled and all(g["lr"] != g["initial_lr"] for g in scheduled)
+
+
+def test_a_checkpoint_to_resume_from_is_checked_before_the_run(tmp_path):
+    """Text, foreign pickled code and another method's checkpoint are refused in one line, before any work."""
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": {}, "payload": _Hostile()}, hostile)
+    other = tmp_path / "simsiam.ckpt"
+    torch.save({"state_dict": {"projector.0.weight": torch.zeros(3, 3)}}, other)
+    cases = [
+        (text, "is not a readable Lightning checkpoint"),
+        (hostile, "holds objects other than tensors and plain values"),
+        (other, "was saved by another method or architecture"),
+    ]
+    for path, message in cases:
+        run_dir = tmp_path / f"run-{path.stem}"
+        cfg = compose_cfg("mlvgm_simclr", [*TINY, f"resume_from_checkpoint={path}"])
+        with pytest.raises(ConfigError, match=message) as err:
+            build_pretraining(cfg, run_dir)
+        assert "\n" not in str(err.value) and not run_dir.exists()
+
+
+class _Hostile:
+    """Pickled as a global: refused by ``weights_only`` loading, never called."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))

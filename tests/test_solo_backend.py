@@ -85,7 +85,7 @@ def test_no_labels_log_no_nan_and_no_classifier_metrics(tmp_path, method):
     job.trainer.fit(job.method, datamodule=job.data)
     metrics = _finite_metrics(job.trainer)
     assert not any(k.startswith(bridge.CLASSIFIER_METRICS) for k in metrics), metrics
-    # solo's own step on all -1 targets is NaN: that is what the bridge avoids
+    # solo's own step on all -1 targets is NaN: that is what the solo backend avoids
     _, views, targets = job.data.render(0, "cpu")
     plain = METHODS[method]._base_shared_step(job.method, views[0], targets)
     assert torch.isnan(plain["loss"])

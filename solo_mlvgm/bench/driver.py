@@ -32,6 +32,7 @@ from solo_mlvgm.bench.sources import (
     source_class,
 )
 from solo_mlvgm.bench.step import TrainingStep, precision_dtype
+from solo_mlvgm.checks import integer
 from solo_mlvgm.data.continuous import place_generator
 from solo_mlvgm.data.export import (
     FORMATS,
@@ -75,7 +76,7 @@ class BenchOptions:
             raise ConfigError(
                 f"bench.sources {unknown or '[]'} unknown or empty; known: {', '.join(known_sources())}"
             )
-        sizes = [_integer(x, "bench.batch_sizes") for x in b.batch_sizes]
+        sizes = [integer(x, "bench.batch_sizes") for x in b.batch_sizes]
         if not sizes or min(sizes) < 1:
             raise ConfigError(f"bench.batch_sizes must be positive integers, got {list(b.batch_sizes)}")
         for key, low in (("warmup", 1), ("steps", 1), ("windows", 1), ("dataset_size", 1), ("export.n", 1)):
@@ -118,13 +119,6 @@ class BenchOptions:
         )
 
 
-def _integer(value: Any, key: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be an integer, got '{value}'") from None
-
-
 def _device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -161,6 +155,7 @@ def default_export_dir(cfg: DictConfig, generator: MultiLatentGenerator, n: int,
 def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Validate everything, then measure; results are rewritten after every point (a crash keeps them)."""
     opts = BenchOptions.from_config(cfg)
+    seed = integer(cfg.seed, "seed", 0)
     if precision_dtype(cfg.precision) is not None and opts.device.type == "cpu":
         warnings.warn("bf16-mixed on a CPU is emulated on most CPUs and slow", stacklevel=2)
     autocast_dtype = generator_autocast(str(cfg.data.autocast))
@@ -181,21 +176,20 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         torch.cuda.set_device(opts.device)  # DALI and FFCV use the current device
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir / "config.yaml", cfg)
-    point_latest(run_dir)
     channels_last = bool(cfg.data.get("channels_last", False))
     place_generator(generator, opts.device, channels_last)
     size = int(cfg.data.get("crop_size") or generator.resolution)
     folder = None
     if needs_export:
         folder = export_dir
-        _export(generator, folder, opts, int(cfg.seed))
+        _export(generator, folder, opts, seed)
 
     ctx = SourceContext(
         generator=generator,
         spec=spec,
         device=opts.device,
         size=size,
-        seed=int(cfg.seed),
+        seed=seed,
         autocast_dtype=autocast_dtype,
         channels_last=channels_last,
         folder=folder,
@@ -228,6 +222,7 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     report.add_roofline(batch_size, source.name, rate)
                     report.write()
     report.finish()
+    point_latest(run_dir)  # only a finished benchmark becomes latest
     return report.results()
 
 

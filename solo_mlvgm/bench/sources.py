@@ -34,6 +34,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig, OmegaConf
 
+from solo_mlvgm.checks import integer
 from solo_mlvgm.data.continuous import Batch, ContinuousSampling
 from solo_mlvgm.data.dali import PREFETCH_DEPTH as DALI_PREFETCH_DEPTH
 from solo_mlvgm.data.dali import DaliImageFolder, dali_missing
@@ -154,14 +155,7 @@ def source_class(name: str) -> type[DataSource]:
 
 def config_int(bench: DictConfig, key: str, low: int) -> int:
     """``bench.<key>`` as an integer of at least ``low``."""
-    value = OmegaConf.select(bench, key)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"bench.{key} must be an integer, got '{value}'") from None
-    if number < low:
-        raise ConfigError(f"bench.{key} must be >= {low}, got {value}")
-    return number
+    return integer(OmegaConf.select(bench, key), f"bench.{key}", low)
 
 
 def continuous_sampling(ctx: SourceContext, batch_size: int) -> ContinuousSampling:

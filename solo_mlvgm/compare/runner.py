@@ -8,7 +8,6 @@ unfinished folder (an interrupted run), or one trained with another config, is c
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
@@ -80,7 +79,7 @@ def _dry_build_rows(runs: list[PlannedRun], configs: dict[str, DictConfig], expo
 def _dry_build(run_cfg: DictConfig) -> None:
     """Build method, data source and trainer of a run without training (all of its checks run)."""
     with tempfile.TemporaryDirectory() as tmp:
-        build_pretraining(copy.deepcopy(run_cfg), Path(tmp))
+        build_pretraining(run_cfg, Path(tmp))
 
 
 def _export(row: Row, run_cfg: DictConfig) -> None:
@@ -104,17 +103,12 @@ class Evaluator:
         source = self.linear.data.source
         key = source if source == "image_folder" else OmegaConf.to_yaml(run_cfg.generator)
         if key not in self._splits:
-            cfg = copy.deepcopy(self.linear)
-            if source == "image_folder" and cfg.data.get("resolution") is None:
-                cfg.data.resolution = int(run_cfg.generator.get("resolution", 32))
-            self._splits[key] = labelled_splits(cfg, run_cfg)
+            self._splits[key] = labelled_splits(self.linear, run_cfg)
         return self._splits[key]
 
     def evaluate(self, backbone: torch.nn.Module, run_cfg: DictConfig, seed: int) -> dict[str, float]:
-        cfg = copy.deepcopy(self.linear)
-        cfg.seed = seed
         torch.manual_seed(seed)
-        return probe_backbone(backbone, self.splits(run_cfg), cfg.probe, seed)
+        return probe_backbone(backbone, self.splits(run_cfg), self.linear.probe, seed)
 
 
 def config_digest(run_cfg: DictConfig) -> str:
@@ -140,7 +134,7 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
     if run.run_dir.exists():
         shutil.rmtree(run.run_dir)  # an interrupted or forced run starts from an empty folder
     start = time.perf_counter()
-    run_pretraining(copy.deepcopy(run_cfg), run.run_dir)
+    run_pretraining(run_cfg, run.run_dir)
     pretrain_seconds = time.perf_counter() - start
     payload = load_backbone_file(run.run_dir)
     backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from solo_mlvgm.backends import resolve_backend
+from solo_mlvgm.checks import integer, number
 from solo_mlvgm.data.export import render_labelled
 from solo_mlvgm.data.real import IndexedImageFolder
 from solo_mlvgm.errors import ConfigError
@@ -62,25 +63,52 @@ def labelled_splits(cfg: DictConfig, run_cfg: DictConfig) -> tuple[Tensor, Tenso
     raise ConfigError(f"unknown data.source '{source}'; known: generator, image_folder")
 
 
+def check_linear_cfg(cfg: DictConfig) -> None:
+    """The evaluation's own settings, checked before any backbone is read or image rendered."""
+    integer(cfg.seed, "seed", 0)
+    if cfg.data.source == "generator":
+        integer(cfg.data.n_train, "data.n_train", 1)
+        integer(cfg.data.n_test, "data.n_test", 1)
+        integer(cfg.data.seed, "data.seed", 0)
+    elif cfg.data.get("resolution") is not None:
+        integer(cfg.data.resolution, "data.resolution", 1)
+    p = cfg.probe
+    integer(p.epochs, "probe.epochs", 1)
+    integer(p.batch_size, "probe.batch_size", 1)
+    if not number(p.lr, "probe.lr") > 0:
+        raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
+    number(p.weight_decay, "probe.weight_decay", 0)
+
+
 def run_linear_eval(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.pretrained``; print and return top-1/top-5 and write ``linear.json`` beside it."""
+    check_linear_cfg(cfg)
     payload = load_backbone_file(cfg.pretrained)
     run_cfg = OmegaConf.create(payload["config"])
     backbone, feature_dim = build_backbone(payload["backbone"], payload["small_image_stem"])
     backbone.load_state_dict(payload["state_dict"])
     backend = resolve_backend(str(cfg.get("backend", "auto")))
     start = time.perf_counter()
+    print(
+        f"linear evaluation ({backend.name} backend): preparing the labelled {cfg.data.source} splits",
+        flush=True,
+    )
     splits = labelled_splits(cfg, run_cfg)
 
-    def evaluate(net: nn.Module) -> dict:
+    def evaluate(net: nn.Module, which: str) -> dict:
+        print(
+            f"  {which} backbone: {len(splits[0])} train / {len(splits[2])} test images "
+            f"({time.perf_counter() - start:.0f} s so far)",
+            flush=True,
+        )
         return backend.linear_eval(net, feature_dim, payload["backbone"], splits, cfg, run_cfg)
 
     torch.manual_seed(int(cfg.seed))
-    results: dict[str, Any] = {"backend": backend.name, "pretrained": evaluate(backbone)}
+    results: dict[str, Any] = {"backend": backend.name, "pretrained": evaluate(backbone, "pretrained")}
     if cfg.compare_random:
         torch.manual_seed(int(cfg.seed))
         random_backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
-        results["random_backbone"] = evaluate(random_backbone)
+        results["random_backbone"] = evaluate(random_backbone, "randomly initialised")
     results["data"] = {
         "source": cfg.data.source,
         "n_train": len(splits[0]),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -27,8 +28,8 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.collapse import CollapseMonitor
 from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
-from solo_mlvgm.settings import PretrainSpec, load_views_file
-from solo_mlvgm.trainer import device_label, make_trainer
+from solo_mlvgm.settings import PretrainSpec
+from solo_mlvgm.trainer import device_label, make_trainer, progress_settings
 from solo_mlvgm.views.grid import save_level_grid
 
 
@@ -44,17 +45,18 @@ class Pretraining:
     generator: MultiLatentGenerator | None
     run_dir: Path
     collapse: CollapseMonitor
+    record: DictConfig  # the config saved with the run (config.yaml, backbone.pt)
 
-    @property
-    def record(self) -> DictConfig:
-        """The config saved with the run: as given, plus what was resolved (backend, class count)."""
-        out = self.cfg.copy()
-        with open_dict(out):
-            out.backend = self.backend.name
-            out.data.num_classes = self.num_classes
-            if self.cfg.get("views_file"):
-                out.views = load_views_file(str(self.cfg.views_file))
-        return out
+
+def run_record(method_cfg: DictConfig, spec: PretrainSpec, backend: Backend, num_classes: int) -> DictConfig:
+    """The run's config as used: the method's settings with their defaults filled, the views block used,
+    and what was resolved (backend, class count). A copy: the given config is not changed."""
+    out = method_cfg.copy()
+    with open_dict(out):
+        out.backend = backend.name
+        out.data.num_classes = num_classes
+        out.views = spec.views_block
+    return out
 
 
 def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
@@ -82,7 +84,44 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         num_devices=trainer.num_devices,
         num_nodes=trainer.num_nodes,
     )
-    return Pretraining(cfg, spec, backend, method, data, num_classes, trainer, generator, run_dir, collapse)
+    if spec.resume_from is not None:
+        check_resume_checkpoint(spec.resume_from, method)
+    record = run_record(method_cfg, spec, backend, num_classes)
+    return Pretraining(
+        cfg, spec, backend, method, data, num_classes, trainer, generator, run_dir, collapse, record
+    )
+
+
+def check_resume_checkpoint(path: Path, method: pl.LightningModule) -> None:
+    """A checkpoint to resume from is opened safely (``weights_only``: no code from the file runs) and must
+    hold this method's weights, same names and shapes, before the run starts."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a text file, a truncated zip, foreign pickled code: all refused alike
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            reason = "it holds objects other than tensors and plain values"
+        raise ConfigError(
+            f"resume_from_checkpoint '{path}' is not a readable Lightning checkpoint ({reason})"
+        ) from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(f"resume_from_checkpoint '{path}' has no state_dict: not a Lightning checkpoint")
+    expected = {k: tuple(v.shape) for k, v in method.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if expected != found:
+        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+        shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {extra[:3]}"
+            if extra
+            else f"different shapes for {shapes[:3]}"
+        )
+        raise ConfigError(
+            f"resume_from_checkpoint '{path}' was saved by another method or architecture ({detail})"
+        )
 
 
 def build_data(
@@ -136,8 +175,10 @@ def _dali_device(device: str, trainer: pl.Trainer) -> str:
 
 def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor) -> pl.Trainer:
     t = spec.trainer
+    progress = progress_settings()
     return make_trainer(
         t,
+        enable_progress_bar=progress["enable_progress_bar"],
         default_root_dir=str(run_dir),
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
@@ -145,6 +186,7 @@ def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor)
         callbacks=[
             ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0),
             collapse,
+            *progress["callbacks"],
         ],
         log_every_n_steps=t.log_every_n_steps,
     )

@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from solo_mlvgm.backends import Backend, resolve_backend
+from solo_mlvgm.checks import integer, number
 from solo_mlvgm.data.seeding import EVAL_STREAM, stream_seed
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
@@ -39,7 +40,7 @@ from solo_mlvgm.quantify.plots import plot_loss_curves, plot_mu_sigma
 from solo_mlvgm.quantify.recommend import recommended_views
 from solo_mlvgm.quantify.table import assign_verdicts, write_table
 from solo_mlvgm.runs import point_latest, save_config, save_torch, write_atomic, write_csv, write_json
-from solo_mlvgm.settings import GeneratorSpec, TrainerSpec, integer
+from solo_mlvgm.settings import GeneratorSpec, TrainerSpec
 from solo_mlvgm.trainer import make_trainer, quiet_lightning
 from solo_mlvgm.views.pixel import check_pixel_options
 from solo_mlvgm.views.walker import save_walker
@@ -72,6 +73,14 @@ def check_cfg(cfg: DictConfig) -> tuple[DictConfig, Backend]:
     if cfg.get("method") != "mi_quant":
         raise ConfigError(f"main_quantify.py runs method mi_quant, got method '{cfg.get('method')}'")
     integer(cfg.seed, "seed", 0)
+    integer(cfg.max_steps, "max_steps", 1)
+    integer(cfg.optimizer.batch_size, "optimizer.batch_size", 1)
+    for key in ("encoder_lr", "walker_lr"):
+        number(cfg.optimizer[key], f"optimizer.{key}")
+    integer(cfg.monte_carlo.samples, "monte_carlo.samples", 2)
+    integer(cfg.monte_carlo.chunk, "monte_carlo.chunk", 1)
+    number(cfg.recommend.magnitude_fraction, "recommend.magnitude_fraction")
+    number(cfg.recommend.overused_below, "recommend.overused_below")
     cfg = MIQuant.validate_cfg(cfg.copy())
     backend = resolve_backend(str(cfg.get("backend", "auto")))
     if int(cfg.monte_carlo.samples) < 2 or int(cfg.monte_carlo.chunk) < 1:

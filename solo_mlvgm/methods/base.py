@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from solo_mlvgm.checks import number
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.backbones import build_backbone
 
@@ -60,11 +61,12 @@ class SSLMethod(pl.LightningModule):
         if cfg.scheduler.name not in SCHEDULERS:
             raise ConfigError(f"unknown scheduler '{cfg.scheduler.name}'; known: {', '.join(SCHEDULERS)}")
         for key in ("lr", "classifier_lr", "batch_size"):
-            if not opt[key] > 0:
+            if not number(opt[key], f"optimizer.{key}") > 0:
                 raise ConfigError(f"optimizer.{key} must be > 0, got {opt[key]}")
-        if opt.weight_decay < 0:
+        if number(opt.weight_decay, "optimizer.weight_decay") < 0:
             raise ConfigError(f"optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
-        warmup = float(cfg.scheduler.get("warmup_epochs", 0))
+        warmup = number(cfg.scheduler.get("warmup_epochs", 0), "scheduler.warmup_epochs")
+        number(cfg.scheduler.get("min_lr", 0.0), "scheduler.min_lr")
         if cfg.scheduler.name != "none" and not 0 <= warmup < int(cfg.max_epochs):
             raise ConfigError(
                 f"scheduler.warmup_epochs must be in [0, max_epochs={cfg.max_epochs}), got {warmup}"
@@ -160,9 +162,17 @@ def fill_method_kwargs(cfg: DictConfig, defaults: dict[str, Any]) -> DictConfig:
         raise ConfigError(
             f"method '{cfg.method}' has no method_kwargs {sorted(unknown)}; known: {sorted(defaults)}"
         )
+    for key, value in given.items():
+        default = defaults[key]
+        if _is_number(default) and not _is_number(value):
+            raise ConfigError(f"method_kwargs.{key} must be a number, got '{value}'")
     with open_dict(cfg):
         cfg.method_kwargs = {**defaults, **given}
     return cfg
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _decay_groups(params: list[nn.Parameter], exclude_bias_n_norm: bool) -> list[dict[str, Any]]:

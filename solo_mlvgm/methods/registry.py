@@ -15,6 +15,9 @@ def register_method(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:
     """Class decorator: makes a method buildable by ``method=<name>`` on the lightly backend."""
 
     def add(cls: type[SSLMethod]) -> type[SSLMethod]:
+        known = METHODS.get(name)
+        if known is not None and known.__qualname__ != cls.__qualname__:  # the same class again is fine
+            raise ValueError(f"method name '{name}' is already registered by {known.__qualname__}")
         METHODS[name] = cls
         return cls
 

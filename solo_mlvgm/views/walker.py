@@ -75,7 +75,8 @@ def load_walker(path: str | Path) -> tuple[Walker, dict[str, Any]]:
         raise ConfigError(f"'{path}' is not a walker file: {err}".splitlines()[0]) from None
     if not isinstance(payload, dict) or payload.get("format") != WALKER_FORMAT:
         raise ConfigError(f"'{path}' is not a walker file written by main_quantify.py")
-    walker = Walker(int(payload["dim"]), int(payload["hidden_dim"]))
+    with torch.random.fork_rng(devices=[]):  # the weights come from the file: draw nothing from the run's RNG
+        walker = Walker(int(payload["dim"]), int(payload["hidden_dim"]))
     walker.load_state_dict(payload["state_dict"])
     walker.eval().requires_grad_(False)
     return walker, dict(payload["meta"])
