@@ -304,9 +304,9 @@ class DaliSource(FolderSource):
 
     def release_device(self, ctx: SourceContext) -> None:
         if ctx.device.type == "cuda":  # DALI keeps its own memory pools until asked
-            from nvidia.dali.backend import ReleaseUnusedMemory
+            from nvidia.dali import backend as dali_backend
 
-            ReleaseUnusedMemory()
+            dali_backend.ReleaseUnusedMemory()  # type: ignore[attr-defined]  # a compiled function, not in the stubs
         super().release_device(ctx)
 
 

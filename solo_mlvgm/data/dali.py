@@ -43,7 +43,7 @@ def _view(images, preset: str, size: int, crop_min_scale: float, rgb_scale: list
 
     if preset == "none":
         images = fn.resize(images, size=(size, size))
-        mirror = 0
+        mirror: Any = 0  # a constant, or a DALI graph node below
     else:
         images = fn.random_resized_crop(images, size=(size, size), random_area=(crop_min_scale, 1.0))
         mirror = fn.random.coin_flip(probability=0.5)
@@ -62,7 +62,12 @@ def _view(images, preset: str, size: int, crop_min_scale: float, rgb_scale: list
             hue=jitter * fn.random.uniform(range=(-36.0, 36.0)),  # degrees: 0.1 of the hue circle
         )
     return fn.crop_mirror_normalize(
-        images, mirror=mirror, dtype=types.FLOAT, output_layout="CHW", mean=rgb_scale, std=rgb_std
+        images,
+        mirror=mirror,
+        dtype=types.DALIDataType.FLOAT,
+        output_layout="CHW",
+        mean=rgb_scale,
+        std=rgb_std,
     )
 
 

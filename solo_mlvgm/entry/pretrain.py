@@ -184,7 +184,15 @@ def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor)
         max_steps=t.max_steps,
         logger=CSVLogger(str(run_dir), name="", version="logs"),
         callbacks=[
-            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0),
+            # every epoch (Lightning saves last.ckpt only beside a saved checkpoint): the latest epoch's
+            # file, and last.ckpt linked to it, so a killed run resumes from its last finished epoch
+            ModelCheckpoint(
+                dirpath=str(run_dir / "checkpoints"),
+                filename="epoch{epoch}",
+                save_top_k=1,
+                save_last="link",
+                every_n_epochs=1,
+            ),
             collapse,
             *progress["callbacks"],
         ],
