@@ -35,7 +35,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.views import ViewSpec
 from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD
 
-from .conftest import TINY, compose_cfg
+from .conftest import ROOT, TINY, compose_cfg
 
 SIZE, BATCH = 32, 8
 # Tiny benchmark: toy world, one point per source, a few steps, no energy tracking.
@@ -311,3 +311,23 @@ def test_dali_trains_on_a_real_image_folder(tmp_path, world):
     assert job.num_classes == len(list(out.glob("class_*")))
     job.trainer.fit(job.method, datamodule=job.data)
     assert job.trainer.global_step == 3
+
+
+def test_disturbed_figures_are_flagged_not_reported_as_fact():
+    """Windows that spread, a source faster than the limit, CS above its roofline: each is marked (!)."""
+    from solo_mlvgm.bench.report import BenchReport, Point, disturbance
+
+    def point(source: str, img_s: float, low: float, high: float, ratio: float) -> Point:
+        return Point(64, source, img_s, low, high, None, 100.0, 1.0, None, None, None, ratio)
+
+    steady = point("limit", 100.0, 98.0, 101.0, 1.0)
+    assert disturbance(steady, is_limit=True) == ""
+    assert "windows spread 50%" in disturbance(point("limit", 100.0, 60.0, 110.0, 1.0), is_limit=True)
+    assert "5.06 x the limit" in disturbance(point("torch", 506.0, 500.0, 510.0, 5.06), is_limit=False)
+    assert disturbance(point("torch", 90.0, 89.0, 91.0, 0.9), is_limit=False) == ""
+
+    report = BenchReport(ROOT / "unused", {}, {})
+    report.points = [steady, point("continuous", 90.0, 89.0, 91.0, 0.9)]
+    report.add_roofline(64, "continuous", generator_rate=100.0)  # r* = 50 img/s, CS measured 90: 180%
+    assert any("180% of its roofline" in line for line in report.flagged())
+    assert "(!)" in str(report.roofline_table().columns[-1]._cells[0])

@@ -123,3 +123,34 @@ def test_gpu_check_refuses_a_machine_without_cuda_and_writes_nothing(tmp_path):
         "error: no CUDA device visible to torch; this script checks the GPU paths"
     ]
     assert not out.exists()
+
+
+def test_list_shows_what_exists(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "solo_mlvgm", "list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    sections: dict[str, list[str]] = {}
+    title = ""
+    for line in done.stdout.splitlines():
+        if line.startswith("  "):
+            sections[title].append(line.split()[0])
+        else:
+            title = line.split(" (")[0].rstrip(":")
+            sections[title] = []
+    for section, entry in [
+        ("run configs", "mlvgm_simsiam"),
+        ("generators", "stylegan2_cars"),
+        ("views", "toyworld_multilevel"),
+        ("data sources", "image_folder"),
+        ("methods, lightly backend", "byol"),
+        ("backbones", "resnet18"),
+        ("benchmark sources", "ffcv"),
+    ]:
+        assert entry in sections[section], (section, entry, sections)
+    wrong = subprocess.run([sys.executable, "-m", "solo_mlvgm", "lsit"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stderr.strip() == "usage: python -m solo_mlvgm list"

@@ -95,7 +95,8 @@ def test_view_grid_has_one_row_per_level(tmp_path):
     names = save_level_grid(tmp_path / "grid.png", generator, n_anchors=3)
     assert names == ["anchor", "layout (std 1)", "style (std 1)", "detail (std 1)"]
     with Image.open(tmp_path / "grid.png") as image:
-        assert image.size == (3 * (16 + 2) + 2, 4 * (16 + 2) + 2)  # 3 anchors x 4 rows, 2 px padding
+        width, height = image.size
+    assert height == 4 * (16 + 2) + 2 and width > 3 * (16 + 2) + 2  # 4 rows, 2 px padding, a label margin
 
 
 def test_one_mi_step_trains_the_walker_through_the_generator():

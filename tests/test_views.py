@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -79,8 +80,13 @@ def test_level_grid_png_has_one_row_per_level_plus_anchors(tmp_path, world):
     assert names[0] == "anchor" and len(names) == 1 + len(world.levels)
     with Image.open(tmp_path / "grid.png") as im:
         width, height = im.size
+        pixels = torch.from_numpy(np.asarray(im.convert("L"))).float()
     assert height == len(names) * (world.resolution + 2) + 2
-    assert width == 4 * (world.resolution + 2) + 2
+    margin = width - (4 * (world.resolution + 2) + 2)  # the row labels on the left
+    assert margin > 20
+    for row in range(len(names)):  # every row has its label drawn in the margin (dark text on white)
+        band = pixels[2 + row * (world.resolution + 2) : (row + 1) * (world.resolution + 2), :margin]
+        assert (band < 128).any(), f"row {row} ({names[row]}) has no label"
 
 
 def test_grid_runs_for_a_64px_world(tmp_path):

@@ -31,6 +31,7 @@ class Backend(Protocol):
     """What an entry point needs from a backend; ``method_cfg`` is the run config in solo-learn's schema."""
 
     name: str
+    linear_eval_name: str  # how its linear evaluation is named in the printed results
 
     def pretraining_methods(self) -> list[str]:
         """Names ``method`` may take in main_pretrain.py."""

@@ -19,6 +19,7 @@ from solo_mlvgm.settings import PretrainSpec
 
 class LightlyBackend:
     name = "lightly"
+    linear_eval_name = "linear probe"
 
     def pretraining_methods(self) -> list[str]:
         return list(METHODS)

@@ -489,6 +489,7 @@ class SoloBackend:
     """solo-learn's methods and linear evaluation behind the ``Backend`` interface."""
 
     name = "solo"
+    linear_eval_name = "solo-learn linear"
 
     def __init__(self) -> None:
         register_in_solo()

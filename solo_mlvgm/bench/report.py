@@ -32,6 +32,7 @@ class Point:
     energy_kwh_per_epoch: float | None  # None without codecarbon
     co2_kg_per_epoch: float | None
     ratio_to_limit: float
+    flags: str = ""  # why this figure cannot be trusted as measured (a disturbed machine), or ""
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,25 @@ COLUMNS = [
     "device_peak_gib",
     "energy_kwh_per_epoch",
     "co2_kg_per_epoch",
+    "flags",
 ]
 ROOFLINE_COLUMNS = [f.name for f in fields(Roofline)]
+
+
+SPREAD_LIMIT = 0.25  # (fastest - slowest window) / median above this: the machine was disturbed
+ABOVE_LIMIT = 1.05  # a data source feeding the step faster than the step alone (with 5% timing slack)
+
+
+def disturbance(point: Point, is_limit: bool) -> str:
+    """Why ``point`` cannot be what it measured on an undisturbed machine, or "": its timed windows spread
+    too far, or a source fed the training step faster than the step runs with no data cost at all."""
+    reasons = []
+    spread = (point.img_s_high - point.img_s_low) / point.img_s if point.img_s > 0 else 0.0
+    if spread > SPREAD_LIMIT:
+        reasons.append(f"windows spread {100 * spread:.0f}% of the median")
+    if not is_limit and point.ratio_to_limit > ABOVE_LIMIT:
+        reasons.append(f"{point.ratio_to_limit:.2f} x the limit, which no data source can reach")
+    return "; ".join(reasons)
 
 
 def roofline(generator_rate: float, step_rate: float) -> float:
@@ -98,12 +116,24 @@ class BenchReport:
 
     def add(self, point: Point) -> None:
         self.points.append(point)
+        flag = f"  (!) disturbed: {point.flags}" if point.flags else ""
         print(
             f"batch {point.batch_size:>4} {source_label(point.source):<22} {point.img_s:9.1f} img/s "
             f"({point.img_s_low:.1f}-{point.img_s_high:.1f}), alone {_fmt(point.data_only_img_s):>9} img/s, "
-            f"{point.ratio_to_limit:.2f} x limit",
+            f"{point.ratio_to_limit:.2f} x limit{flag}",
             flush=True,
         )
+
+    def flagged(self) -> list[str]:
+        """One line per figure that cannot be trusted: disturbed points and CS above its roofline."""
+        lines = [f"batch {p.batch_size} {source_label(p.source)}: {p.flags}" for p in self.points if p.flags]
+        lines += [
+            f"batch {r.batch_size} Continuous Sampling at {100 * r.cs_efficiency:.0f}% of its roofline, "
+            "above the best rendering-then-training rate: the generator or the limit was measured disturbed"
+            for r in self.rooflines
+            if r.cs_efficiency > ABOVE_LIMIT
+        ]
+        return lines
 
     def add_roofline(self, batch_size: int, source: str, generator_rate: float) -> None:
         """``source`` (Continuous Sampling) at ``batch_size`` against the roofline of its generator's rate
@@ -135,6 +165,15 @@ class BenchReport:
         self.console.print(self.table())
         if self.rooflines:
             self.console.print(self.roofline_table())
+        flagged = self.flagged()
+        if flagged:
+            print(
+                f"warning: {len(flagged)} figure(s) marked (!) were measured on a disturbed machine (another "
+                "load beside the benchmark?); they are not what this machine does. Re-run on an idle machine:",
+                file=sys.stderr,
+            )
+            for line in flagged:
+                print(f"  (!) {line}", file=sys.stderr)
         self.console.print(f"results: {self.run_dir}/bench.csv, bench.json, bench.png", highlight=False)
 
     def table(self) -> Table:
@@ -157,7 +196,7 @@ class BenchReport:
             table.add_row(
                 str(p.batch_size),
                 source_label(p.source),
-                _fmt(p.img_s),
+                _fmt(p.img_s) + (" (!)" if p.flags else ""),
                 f"{p.img_s_low:.1f}-{p.img_s_high:.1f}",
                 _fmt(p.data_only_img_s),
                 _fmt(p.sec_per_epoch, ".0f"),
@@ -180,7 +219,7 @@ class BenchReport:
                 _fmt(r.step_img_s),
                 _fmt(r.roofline_img_s),
                 _fmt(r.continuous_img_s),
-                f"{100 * r.cs_efficiency:.0f}%",
+                f"{100 * r.cs_efficiency:.0f}%" + (" (!)" if r.cs_efficiency > ABOVE_LIMIT else ""),
             )
         return table
 

@@ -122,7 +122,7 @@ def run_linear_eval(cfg: DictConfig) -> dict:
     out = (path if path.is_dir() else path.parent) / "linear.json"
     write_json(out, results)
     r = results["pretrained"]
-    what = "linear probe" if backend.name == "lightly" else "solo-learn linear"
+    what = backend.linear_eval_name
     print(
         f"{what} ({payload['backbone']}, {run_cfg.method} pretrained): "
         f"top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  on {len(splits[2])} test images"

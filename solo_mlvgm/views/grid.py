@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.transforms.functional import to_pil_image
+from torchvision.utils import make_grid
 
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.runs import replace_atomically
@@ -52,8 +54,27 @@ def save_level_grid(
     default: RandomPerturbation = UNIT_PERTURBATION,
     seed: int = 0,
 ) -> list[str]:
-    """Write the grid as a PNG (one row per entry of the returned names) and return the row names."""
+    """Write the grid as a PNG, each row labelled on its left with its name (level and magnitude), and
+    return the row names."""
     images, names = level_grid(generator, n_anchors=n_anchors, spec=spec, default=default, seed=seed)
-    grid = make_grid(images.float().cpu(), nrow=n_anchors, padding=2, pad_value=1.0)
-    replace_atomically(path, lambda tmp: save_image(grid, tmp))
+    padding = 2
+    grid = make_grid(images.float().cpu(), nrow=n_anchors, padding=padding, pad_value=1.0)
+    labelled = _with_row_labels(to_pil_image(grid.clamp(0, 1)), names, images.shape[-2] + padding, padding)
+    replace_atomically(path, lambda tmp: labelled.save(tmp, format="PNG"))
     return names
+
+
+def _with_row_labels(grid: Image.Image, names: list[str], row_height: int, top: int) -> Image.Image:
+    """``grid`` with a white margin on the left holding each row's name, centred on its row."""
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(grid)
+    widths = [int(draw.textbbox((0, 0), name, font=font)[2]) for name in names]
+    margin = max(widths) + 8
+    out = Image.new("RGB", (grid.width + margin, grid.height), "white")
+    out.paste(grid, (margin, 0))
+    canvas = ImageDraw.Draw(out)
+    for row, name in enumerate(names):
+        box = canvas.textbbox((0, 0), name, font=font)
+        y = top + row * row_height + int(row_height - (box[3] - box[1])) // 2 - int(box[1])
+        canvas.text((4, y), name, fill="black", font=font)
+    return out
