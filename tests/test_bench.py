@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from solo_mlvgm.bench.driver import run_benchmark
 from solo_mlvgm.bench.ffcv_source import FfcvSource
-from solo_mlvgm.bench.measure import measure_throughput
+from solo_mlvgm.bench.measure import energy_missing, measure_throughput
 from solo_mlvgm.bench.report import roofline
 from solo_mlvgm.bench.sources import (
     ContinuousSource,
@@ -239,6 +239,8 @@ def test_energy_is_tracked_per_epoch_when_codecarbon_is_there(tmp_path):
         ("bench.device=tpu", "device"),
         ("precision=16-mixed", "precision"),
         ("views.pixel=sepia", "pixel preset"),
+        ("seed=abc", "seed must be an integer"),
+        ("bench.batch_sizes=[8.5]", "must be an integer"),
     ],
 )
 def test_bad_config_fails_before_any_work(tmp_path, override, message):
@@ -331,3 +333,12 @@ def test_disturbed_figures_are_flagged_not_reported_as_fact():
     report.add_roofline(64, "continuous", generator_rate=100.0)  # r* = 50 img/s, CS measured 90: 180%
     assert any("180% of its roofline" in line for line in report.flagged())
     assert "(!)" in str(report.roofline_table().columns[-1]._cells[0])
+
+
+def test_an_unknown_energy_country_is_refused_before_any_work(tmp_path):
+    if energy_missing():
+        pytest.skip(energy_missing())
+    cfg = compose_cfg("bench", [*TINY_BENCH, "bench.energy.enabled=true", "bench.energy.country=ZZZ"])
+    with pytest.raises(ConfigError, match="'ZZZ' is not a country codecarbon has grid data for"):
+        run_benchmark(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -154,3 +154,11 @@ def test_list_shows_what_exists(tmp_path):
         assert entry in sections[section], (section, entry, sections)
     wrong = subprocess.run([sys.executable, "-m", "solo_mlvgm", "lsit"], capture_output=True, text=True)
     assert wrong.returncode == 2 and wrong.stderr.strip() == "usage: python -m solo_mlvgm list"
+
+
+def test_view_grid_script_refuses_zero_anchors(tmp_path):
+    done = _run("scripts/view_grid.py", f"out={tmp_path / 'grid.png'}", "n_anchors=0", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: n_anchors must be >= 1, got 0"
+    ]
+    assert not (tmp_path / "grid.png").exists()

@@ -19,6 +19,7 @@ from solo_mlvgm.bench.measure import (
     EnergyTracker,
     MemoryPeak,
     device_used,
+    energy_countries,
     energy_missing,
     measure_throughput,
 )
@@ -95,10 +96,16 @@ class BenchOptions:
             )
         # every source's settings are checked, selected or not, and all of them recorded in the setup
         configured = {name: source_class(name).from_config(b) for name in known_sources()}
-        country = str(b.energy.country)
+        country = str(b.energy.country).upper()
         if len(country) != 3 or not country.isalpha():
             raise ConfigError(
                 f"bench.energy.country must be an ISO 3166 alpha-3 code (USA, FRA, ...), got '{country}'"
+            )
+        countries = energy_countries() if bool(b.energy.enabled) else None
+        if countries is not None and country not in countries:
+            raise ConfigError(
+                f"bench.energy.country '{country}' is not a country codecarbon has grid data for "
+                "(ISO 3166 alpha-3: USA, FRA, DEU, ...)"
             )
         export_dir = Path(b.export.dir) if b.export.get("dir") else None
         return cls(
@@ -115,7 +122,7 @@ class BenchOptions:
             export_format=str(b.export.format),
             device=_device(str(b.device)),
             energy=bool(b.energy.enabled),
-            country=country.upper(),
+            country=country,
         )
 
 
@@ -229,6 +236,8 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def _export(generator: MultiLatentGenerator, folder: Path, opts: BenchOptions, seed: int) -> None:
     request = export_manifest(generator, opts.export_n, seed, opts.export_format)
     reused = export_is_complete(folder, request)
+    if not reused:
+        print(f"export: rendering {opts.export_n} {opts.export_format} images into {folder} ...", flush=True)
     start = time.perf_counter()
     export_image_folder(generator, folder, opts.export_n, seed=seed, fmt=opts.export_format)
     took = time.perf_counter() - start

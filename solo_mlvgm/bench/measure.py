@@ -126,6 +126,17 @@ def energy_missing() -> str | None:
     return None
 
 
+def energy_countries() -> set[str] | None:
+    """The ISO 3166 alpha-3 codes codecarbon has a grid carbon intensity for (None without codecarbon)."""
+    if energy_missing():
+        return None
+    import importlib.resources
+    import json
+
+    mix = importlib.resources.files("codecarbon") / "data" / "private_infra" / "global_energy_mix.json"
+    return set(json.loads(mix.read_text()))
+
+
 def device_used(device: torch.device) -> int:
     """Bytes in use on the device now (all processes), 0 on a CPU."""
     if device.type != "cuda":

@@ -156,6 +156,11 @@ def quantify_level(
         final_loss = stop.smoothed
     else:
         final_loss = stop.best if stop.armed else at_stop["smoothed"]
+    print(
+        f"    {name}: walker trained in {len(history)} steps; Monte Carlo over {int(cfg.monte_carlo.samples)} "
+        "anchors",
+        flush=True,
+    )
     stats = monte_carlo_stats(  # on the generator's device (the module may have been moved back to the CPU)
         generator,
         module.walker,
