@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -209,10 +210,7 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with warnings.catch_warnings():  # the method's self.log outside a Trainer only warns
         warnings.filterwarnings("ignore", message=".*self.log.*")
         for batch_size in opts.batch_sizes:
-            limit_rate: float | None = None
-            for source in order:
-                point = measure_trusted_point(cfg, ctx, opts, source, batch_size, limit_rate)
-                limit_rate = limit_rate or point.img_s
+            for point in measure_trusted_batch_size(cfg, ctx, opts, order, batch_size):
                 report.add(point)
                 report.write()
             for source in active:
@@ -245,25 +243,69 @@ def _export(generator: MultiLatentGenerator, folder: Path, opts: BenchOptions, s
     print(f"export: {what} {opts.export_n} {opts.export_format} images in {folder} ({took:.1f} s)")
 
 
-def measure_trusted_point(
-    cfg: DictConfig,
-    ctx: SourceContext,
-    opts: BenchOptions,
-    source: DataSource,
-    batch_size: int,
-    limit_rate: float | None,
-) -> Point:
-    """``measure_point``, measured once more when the machine was disturbed (``disturbance``); a figure
-    still disturbed the second time carries the reason in ``flags`` (shown as (!)) rather than passing as
-    fact."""
-    is_limit = limit_rate is None
-    point = measure_point(cfg, ctx, opts, source, batch_size, limit_rate)
-    if not disturbance(point, is_limit):
-        return point
-    print(f"  re-measuring: {disturbance(point, is_limit)}", flush=True)
-    again = measure_point(cfg, ctx, opts, source, batch_size, limit_rate)
-    reason = disturbance(again, is_limit)
-    return replace(again, flags=reason) if reason else again
+def measure_trusted_batch_size(
+    cfg: DictConfig, ctx: SourceContext, opts: BenchOptions, order: list[DataSource], batch_size: int
+) -> list[Point]:
+    """Every source at one batch size, measured again once when a figure shows a disturbed machine
+    (``disturbance``); a figure still disturbed the second time carries the reason in ``flags`` (shown as
+    (!)) rather than passing as fact."""
+    points = measure_in_rounds(cfg, ctx, opts, order, batch_size)
+    reasons = [disturbance(p, isinstance(s, LimitSource)) for p, s in zip(points, order, strict=True)]
+    if not any(reasons):
+        return points
+    print(f"  batch {batch_size}: re-measuring ({'; '.join(r for r in reasons if r)})", flush=True)
+    points = measure_in_rounds(cfg, ctx, opts, order, batch_size)
+    flags = [disturbance(p, isinstance(s, LimitSource)) for p, s in zip(points, order, strict=True)]
+    if flags[0]:  # every ratio at this batch size refers to the limit
+        flags = [flags[0], *("; ".join(filter(None, [f, "ratio to a disturbed limit"])) for f in flags[1:])]
+    return [replace(p, flags=f) for p, f in zip(points, flags, strict=True)]
+
+
+def measure_in_rounds(
+    cfg: DictConfig, ctx: SourceContext, opts: BenchOptions, order: list[DataSource], batch_size: int
+) -> list[Point]:
+    """``opts.windows`` rounds, each timing one window of every source in turn (the limit first), so a
+    change of load during the measurement hits every source alike and shows as a spread of its windows;
+    each source's figure is the median of its rounds."""
+    one_window = replace(opts, windows=1)
+    rounds: list[list[Point]] = []
+    for _ in range(opts.windows):
+        limit_rate: float | None = None
+        row = []
+        for source in order:
+            point = measure_point(cfg, ctx, one_window, source, batch_size, limit_rate)
+            limit_rate = limit_rate or point.img_s
+            row.append(point)
+        rounds.append(row)
+    limit = _combine([r[0] for r in rounds], opts, None)
+    return [limit, *(_combine([r[i] for r in rounds], opts, limit.img_s) for i in range(1, len(order)))]
+
+
+def _combine(points: list[Point], opts: BenchOptions, limit_rate: float | None) -> Point:
+    """One source's rounds as one point: median rate, slowest and fastest round, peak memory, mean energy."""
+    rates = [p.img_s for p in points]
+    median = statistics.median(rates)
+    alone = [p.data_only_img_s for p in points if p.data_only_img_s is not None]
+
+    def mean(values: list[float | None]) -> float | None:
+        return (
+            None if any(v is None for v in values) else statistics.fmean(v for v in values if v is not None)
+        )
+
+    devices = [p.device_peak_gib for p in points]
+    return replace(
+        points[0],
+        img_s=median,
+        img_s_low=min(rates),
+        img_s_high=max(rates),
+        data_only_img_s=statistics.median(alone) if alone else None,
+        sec_per_epoch=opts.dataset_size / median,
+        host_peak_gib=max(p.host_peak_gib for p in points),
+        device_peak_gib=None if any(d is None for d in devices) else max(d for d in devices if d is not None),
+        energy_kwh_per_epoch=mean([p.energy_kwh_per_epoch for p in points]),
+        co2_kg_per_epoch=mean([p.co2_kg_per_epoch for p in points]),
+        ratio_to_limit=median / (limit_rate or median),
+    )
 
 
 def measure_point(
