@@ -27,7 +27,7 @@ def list_components() -> str:
     from solo_mlvgm.methods import BACKBONES, METHODS
 
     sections: list[tuple[str, list[tuple[str, str]]]] = [
-        ("run configs (--config-name)", _configs(CONFIGS)),
+        ("run configs (--config-name)", [c for c in _configs(CONFIGS) if c[0] != "pretrain_base"]),
         ("generators (generator=)", _configs(CONFIGS / "generator")),
         ("views (views=)", _configs(CONFIGS / "views")),
         ("data sources (data=)", _configs(CONFIGS / "data")),

@@ -40,8 +40,11 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
     write_status(run_dir, "running")
     try:
         result = run_or_exit(lambda: fn(cfg, run_dir))
-    except SystemExit:
-        _remove_if_only_hydras(run_dir, own, str(cfg.get("name", "")))
+    except SystemExit as err:
+        if err.code == 2:  # a user error, refused before any work
+            _remove_if_only_hydras(run_dir, own, str(cfg.get("name", "")))
+        else:  # Lightning turns Ctrl-C during training into exit(1) after a graceful shutdown
+            write_status(run_dir, "interrupted", f"exit code {err.code}")
         raise
     except KeyboardInterrupt:
         write_status(run_dir, "interrupted")

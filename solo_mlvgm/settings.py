@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from solo_mlvgm.checks import flag, integer
+from solo_mlvgm.checks import flag, integer, number
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, check_threshold
+from solo_mlvgm.views.pixel import check_pixel_options
 from solo_mlvgm.views.spec import ViewSpec
 
 BACKEND_NAMES = ("auto", "solo", "lightly")
@@ -213,3 +214,74 @@ def load_views_file(path: str) -> DictConfig:
     if not isinstance(views, DictConfig):
         raise ConfigError(f"views_file '{path}' does not hold a views block (name, pixel, perturb, ...)")
     return views
+
+
+# ----------------------------------------------------------------- quantify
+@dataclass(frozen=True)
+class RecommendSpec:
+    """How recommended views are made from Table 1 (``recommend`` block of mi_quant.yaml)."""
+
+    overused_below: float
+    magnitude_fraction: float
+    truncation: float
+    pixel: str
+    crop_min_scale: float
+
+
+@dataclass(frozen=True)
+class QuantifySpec:
+    """One MI-quantification run: everything of ours main_quantify.py needs, checked. The method's own
+    settings (``method_kwargs``, ``optimizer``, ``backbone``) keep solo-learn's schema."""
+
+    seed: int
+    backend: str
+    levels: list[str] | None  # None: every level (StyleGAN2: every group)
+    resume: Path | None
+    max_steps: int
+    generator: GeneratorSpec
+    trainer: TrainerSpec
+    mc_samples: int
+    mc_chunk: int
+    recommend: RecommendSpec
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> QuantifySpec:
+        if cfg.get("method") != "mi_quant":
+            raise ConfigError(f"main_quantify.py runs method mi_quant, got method '{cfg.get('method')}'")
+        backend = str(cfg.get("backend", "auto"))
+        if backend not in BACKEND_NAMES:
+            raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKEND_NAMES)}")
+        names = cfg.get("levels")
+        levels = None
+        if names is not None:
+            levels = [str(names)] if isinstance(names, str) else [str(n) for n in names]
+            if not levels:
+                raise ConfigError(
+                    "levels is empty: name at least one level or group (or null for every level)"
+                )
+            if len(set(levels)) != len(levels):
+                raise ConfigError(f"levels repeats a name: {levels}")
+        rec = cfg.recommend
+        recommend = RecommendSpec(
+            overused_below=number(rec.overused_below, "recommend.overused_below", 0),
+            magnitude_fraction=number(rec.magnitude_fraction, "recommend.magnitude_fraction"),
+            truncation=number(rec.truncation, "recommend.truncation"),
+            pixel=str(rec.pixel),
+            crop_min_scale=number(rec.crop_min_scale, "recommend.crop_min_scale"),
+        )
+        if not recommend.magnitude_fraction > 0:
+            raise ConfigError(f"recommend.magnitude_fraction must be > 0, got {recommend.magnitude_fraction}")
+        check_pixel_options(recommend.pixel, recommend.crop_min_scale)
+        resume = cfg.get("resume")
+        return cls(
+            seed=integer(cfg.seed, "seed", 0),
+            backend=backend,
+            levels=levels,
+            resume=Path(str(resume)).resolve() if resume else None,
+            max_steps=integer(cfg.max_steps, "max_steps", 1),
+            generator=GeneratorSpec.from_config(cfg.generator),
+            trainer=TrainerSpec.from_config(cfg),
+            mc_samples=integer(cfg.monte_carlo.samples, "monte_carlo.samples", 2),
+            mc_chunk=integer(cfg.monte_carlo.chunk, "monte_carlo.chunk", 1),
+            recommend=recommend,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -62,22 +63,25 @@ class PlainProgress(pl.Callback):
         self.every_seconds = every_seconds
         self._start = 0.0
         self._last = 0.0
+        self._first_step = 0  # a resumed run starts past 0: only this process's steps time the rest
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = self._last = time.perf_counter()
+        self._first_step = trainer.global_step
 
     @rank_zero_only
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         now = time.perf_counter()
-        total = int(trainer.estimated_stepping_batches)
+        estimate = trainer.estimated_stepping_batches
+        total = int(estimate) if math.isfinite(estimate) and estimate > 0 else 0
         step = trainer.global_step
         if now - self._last < self.every_seconds and step < total:
             return
         self._last = now
         elapsed = now - self._start
-        left = elapsed / max(step, 1) * max(total - step, 0)
+        left = elapsed / max(step - self._first_step, 1) * max(total - step, 0)
         loss = trainer.callback_metrics.get("train_loss")
         shown = f", loss {float(loss):.4f}" if loss is not None else ""
         print(

@@ -242,6 +242,8 @@ def test_energy_is_tracked_per_epoch_when_codecarbon_is_there(tmp_path):
         ("precision=16-mixed", "precision"),
         ("views.pixel=sepia", "pixel preset"),
         ("seed=abc", "seed must be an integer"),
+        ("bench.min_window_seconds=abc", "bench.min_window_seconds must be a number"),
+        ("bench.energy.enabled=abc", "bench.energy.enabled must be true or false"),
         ("bench.batch_sizes=[8.5]", "must be an integer"),
     ],
 )

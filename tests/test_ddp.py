@@ -115,3 +115,21 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     steps = json.loads((resumed_dir / "pretrain.json").read_text())["steps"]
     assert steps == json.loads((tmp_path / "whole" / "pretrain.json").read_text())["steps"] == 120
+
+
+def test_a_run_stopped_with_ctrl_c_says_so_and_is_not_latest(tmp_path):
+    finished = _pretrain(tmp_path / "finished", "max_epochs=1")
+    assert finished.wait(timeout=600) == 0
+    run_dir = tmp_path / "stopped"
+    run = _pretrain(run_dir)
+    metrics = run_dir / "logs" / "metrics.csv"
+    deadline = time.monotonic() + 600
+    while not metrics.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # training has started (first metrics logged)
+    assert run.poll() is None, "the run ended before it could be stopped"
+    run.send_signal(signal.SIGINT)
+    run.wait(timeout=120)
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted", status
+    assert not (run_dir / "backbone.pt").exists()
+    assert (tmp_path / "latest").resolve() == (tmp_path / "finished").resolve()

@@ -161,3 +161,18 @@ class _Hostile:
 
     def __reduce__(self):
         return (print, ("this must never run",))
+
+
+def test_resuming_a_run_that_reached_max_epochs_is_refused(tmp_path):
+    job = build_pretraining(compose_cfg("mlvgm_simclr", TINY), tmp_path / "first")
+    job.trainer.fit(job.method, datamodule=job.data)
+    checkpoint = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file() and (tmp_path / "first" / "checkpoints" / "epoch0.ckpt").is_file()
+    again = compose_cfg("mlvgm_simclr", [*TINY, f"resume_from_checkpoint={checkpoint}"])
+    with pytest.raises(ConfigError, match="already trained 1 epochs \\(3 steps\\): raise max_epochs"):
+        build_pretraining(again, tmp_path / "second")
+    assert not (tmp_path / "second").exists()
+    more = compose_cfg(
+        "mlvgm_simclr", [*TINY, "max_epochs=2", "max_steps=6", f"resume_from_checkpoint={checkpoint}"]
+    )
+    build_pretraining(more, tmp_path / "third")  # more steps to go: accepted

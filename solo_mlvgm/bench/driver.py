@@ -34,7 +34,7 @@ from solo_mlvgm.bench.sources import (
     source_class,
 )
 from solo_mlvgm.bench.step import TrainingStep, precision_dtype
-from solo_mlvgm.checks import integer
+from solo_mlvgm.checks import flag, integer, number
 from solo_mlvgm.data.continuous import place_generator
 from solo_mlvgm.data.export import (
     FORMATS,
@@ -83,8 +83,7 @@ class BenchOptions:
             raise ConfigError(f"bench.batch_sizes must be positive integers, got {list(b.batch_sizes)}")
         for key, low in (("warmup", 1), ("steps", 1), ("windows", 1), ("dataset_size", 1), ("export.n", 1)):
             config_int(b, key, low)
-        if float(b.min_window_seconds) < 0:
-            raise ConfigError(f"bench.min_window_seconds must be >= 0, got {b.min_window_seconds}")
+        number(b.min_window_seconds, "bench.min_window_seconds", 0)
         if b.export.format not in FORMATS:
             raise ConfigError(
                 f"bench.export.format must be one of {', '.join(FORMATS)}, got '{b.export.format}'"
@@ -102,7 +101,7 @@ class BenchOptions:
             raise ConfigError(
                 f"bench.energy.country must be an ISO 3166 alpha-3 code (USA, FRA, ...), got '{country}'"
             )
-        countries = energy_countries() if bool(b.energy.enabled) else None
+        countries = energy_countries() if flag(b.energy.enabled, "bench.energy.enabled") else None
         if countries is not None and country not in countries:
             raise ConfigError(
                 f"bench.energy.country '{country}' is not a country codecarbon has grid data for "
@@ -116,13 +115,13 @@ class BenchOptions:
             warmup=int(b.warmup),
             steps=int(b.steps),
             windows=int(b.windows),
-            min_window_seconds=float(b.min_window_seconds),
+            min_window_seconds=number(b.min_window_seconds, "bench.min_window_seconds", 0),
             dataset_size=int(b.dataset_size),
             export_n=int(b.export.n),
             export_dir=export_dir,
             export_format=str(b.export.format),
             device=_device(str(b.device)),
-            energy=bool(b.energy.enabled),
+            energy=flag(b.energy.enabled, "bench.energy.enabled"),
             country=country,
         )
 
@@ -253,7 +252,8 @@ def measure_trusted_batch_size(
     reasons = [disturbance(p, isinstance(s, LimitSource)) for p, s in zip(points, order, strict=True)]
     if not any(reasons):
         return points
-    print(f"  batch {batch_size}: re-measuring ({'; '.join(r for r in reasons if r)})", flush=True)
+    named = "; ".join(f"{s.name}: {r}" for s, r in zip(order, reasons, strict=True) if r)
+    print(f"  batch {batch_size}: re-measuring ({named})", flush=True)
     points = measure_in_rounds(cfg, ctx, opts, order, batch_size)
     flags = [disturbance(p, isinstance(s, LimitSource)) for p, s in zip(points, order, strict=True)]
     if flags[0]:  # every ratio at this batch size refers to the limit

@@ -133,7 +133,20 @@ class BenchReport:
             for r in self.rooflines
             if r.cs_efficiency > ABOVE_LIMIT
         ]
+        lines += [
+            f"batch {r.batch_size} roofline: from a disturbed limit"
+            for r in self.rooflines
+            if self._limit_disturbed(r.batch_size)
+        ]
         return lines
+
+    def _limit_disturbed(self, batch_size: int) -> bool:
+        return any(
+            p.flags for p in self.points if p.batch_size == batch_size and p.source == LimitSource.name
+        )
+
+    def _roofline_suspect(self, r: Roofline) -> bool:
+        return r.cs_efficiency > ABOVE_LIMIT or self._limit_disturbed(r.batch_size)
 
     def add_roofline(self, batch_size: int, source: str, generator_rate: float) -> None:
         """``source`` (Continuous Sampling) at ``batch_size`` against the roofline of its generator's rate
@@ -219,7 +232,7 @@ class BenchReport:
                 _fmt(r.step_img_s),
                 _fmt(r.roofline_img_s),
                 _fmt(r.continuous_img_s),
-                f"{100 * r.cs_efficiency:.0f}%" + (" (!)" if r.cs_efficiency > ABOVE_LIMIT else ""),
+                f"{100 * r.cs_efficiency:.0f}%" + (" (!)" if self._roofline_suspect(r) else ""),
             )
         return table
 

@@ -86,10 +86,24 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     )
     if spec.resume_from is not None:
         check_resume_checkpoint(spec.resume_from, method)
+        check_resume_has_work_left(spec.resume_from, spec)
     record = run_record(method_cfg, spec, backend, num_classes)
     return Pretraining(
         cfg, spec, backend, method, data, num_classes, trainer, generator, run_dir, collapse, record
     )
+
+
+def check_resume_has_work_left(path: Path, spec: PretrainSpec) -> None:
+    """Resuming a run that already reached max_epochs (or max_steps) would train nothing and still be
+    recorded as a finished run: refused, with what to raise."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    epochs_done = int(checkpoint.get("epoch", -1)) + 1  # Lightning records the epoch it finished
+    steps_done = int(checkpoint.get("global_step", 0))
+    if epochs_done >= spec.trainer.max_epochs or 0 < spec.trainer.max_steps <= steps_done:
+        raise ConfigError(
+            f"resume_from_checkpoint '{path}' already trained {epochs_done} epochs ({steps_done} steps): "
+            "raise max_epochs (or max_steps) to continue it"
+        )
 
 
 def check_resume_checkpoint(path: Path, method: pl.LightningModule) -> None:
@@ -189,6 +203,7 @@ def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor)
             ModelCheckpoint(
                 dirpath=str(run_dir / "checkpoints"),
                 filename="epoch{epoch}",
+                auto_insert_metric_name=False,
                 save_top_k=1,
                 save_last="link",
                 every_n_epochs=1,
@@ -260,6 +275,8 @@ def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
     # solo-learn's methods define a validation step; these runs have no validation data
     warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+    # a resumed run writes its checkpoints into its own new folder, by design
+    warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
     job = build_pretraining(cfg, run_dir)
     _write_start(job)
     start = time.perf_counter()

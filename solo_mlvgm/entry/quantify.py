@@ -40,9 +40,8 @@ from solo_mlvgm.quantify.plots import plot_loss_curves, plot_mu_sigma
 from solo_mlvgm.quantify.recommend import recommended_views
 from solo_mlvgm.quantify.table import assign_verdicts, write_table
 from solo_mlvgm.runs import point_latest, save_config, save_torch, write_atomic, write_csv, write_json
-from solo_mlvgm.settings import GeneratorSpec, TrainerSpec
+from solo_mlvgm.settings import QuantifySpec
 from solo_mlvgm.trainer import make_trainer, quiet_lightning
-from solo_mlvgm.views.pixel import check_pixel_options
 from solo_mlvgm.views.walker import save_walker
 
 MC_STREAM = EVAL_STREAM + 100  # Monte Carlo anchors: a stream no training batch or eval split uses
@@ -51,45 +50,23 @@ MC_STREAM = EVAL_STREAM + 100  # Monte Carlo anchors: a stream no training batch
 RESUME_FREE_KEYS = ("levels", "recommend", "resume", "accelerator", "devices", "log_every_n_steps", "backend")
 
 
-def selected_levels(cfg: DictConfig, generator: MultiLatentGenerator) -> list[tuple[str, tuple[int, ...]]]:
+def selected_levels(spec: QuantifySpec, generator: MultiLatentGenerator) -> list[tuple[str, tuple[int, ...]]]:
     """(name, level indices) of every level or group to quantify; when ``levels`` is null, the generator's
     units: every level alone (StyleGAN2: every group of w's)."""
-    names = cfg.get("levels")
-    if names is None:
+    if spec.levels is None:
         return generator.units()
-    if isinstance(names, str):
-        names = [names]
-    names = [str(n) for n in names]
-    if not names:
-        raise ConfigError("levels is empty: name at least one level or group (or null for every level)")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"levels repeats a name: {names}")
-    return [(name, generator.resolve(name)) for name in names]
+    return [(name, generator.resolve(name)) for name in spec.levels]
 
 
-def check_cfg(cfg: DictConfig) -> tuple[DictConfig, Backend]:
-    """The config with mi_quant's defaults filled (a copy) and the backend; one ``ConfigError`` line on
-    any bad setting."""
-    if cfg.get("method") != "mi_quant":
-        raise ConfigError(f"main_quantify.py runs method mi_quant, got method '{cfg.get('method')}'")
-    integer(cfg.seed, "seed", 0)
-    integer(cfg.max_steps, "max_steps", 1)
+def check_cfg(cfg: DictConfig) -> tuple[DictConfig, QuantifySpec, Backend]:
+    """The method's config with mi_quant's defaults filled (a copy), our settings as a ``QuantifySpec``,
+    and the backend; one ``ConfigError`` line on any bad setting."""
+    spec = QuantifySpec.from_config(cfg)
     integer(cfg.optimizer.batch_size, "optimizer.batch_size", 1)
     for key in ("encoder_lr", "walker_lr"):
         number(cfg.optimizer[key], f"optimizer.{key}")
-    integer(cfg.monte_carlo.samples, "monte_carlo.samples", 2)
-    integer(cfg.monte_carlo.chunk, "monte_carlo.chunk", 1)
-    number(cfg.recommend.magnitude_fraction, "recommend.magnitude_fraction")
-    number(cfg.recommend.overused_below, "recommend.overused_below")
-    cfg = MIQuant.validate_cfg(cfg.copy())
-    backend = resolve_backend(str(cfg.get("backend", "auto")))
-    if int(cfg.monte_carlo.samples) < 2 or int(cfg.monte_carlo.chunk) < 1:
-        raise ConfigError("monte_carlo.samples must be >= 2 and monte_carlo.chunk >= 1")
-    rec = cfg.recommend
-    if not float(rec.magnitude_fraction) > 0 or not float(rec.overused_below) >= 0:
-        raise ConfigError("recommend.magnitude_fraction must be > 0 and recommend.overused_below >= 0")
-    check_pixel_options(str(rec.pixel), float(rec.crop_min_scale))
-    return cfg, backend
+    method_cfg = MIQuant.validate_cfg(cfg.copy())
+    return method_cfg, spec, resolve_backend(spec.backend)
 
 
 def _comparable(cfg: DictConfig | dict) -> dict:
@@ -113,9 +90,9 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
-def _build_trainer(cfg: DictConfig) -> pl.Trainer:
+def _build_trainer(spec: QuantifySpec) -> pl.Trainer:
     return make_trainer(
-        TrainerSpec.from_config(cfg),
+        spec.trainer,
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
@@ -135,13 +112,14 @@ def quantify_level(
     name: str,
     indices: tuple[int, ...],
     level_dir: Path,
+    spec: QuantifySpec,
     backend: Backend,
 ) -> dict[str, Any]:
     """Train one level's walker until the gamma stop (or the budget), save it, and measure mu and sigma."""
-    pl.seed_everything(int(cfg.seed), verbose=False)
+    pl.seed_everything(spec.seed, verbose=False)
     module = backend.build_quantifier(cfg, generator, name, indices)
-    trainer = _build_trainer(cfg)
-    steps: list[int] = list(range(int(cfg.max_steps)))  # the batches are step numbers
+    trainer = _build_trainer(spec)
+    steps: list[int] = list(range(spec.max_steps))  # the batches are step numbers
     tickets = torch.utils.data.DataLoader(steps, batch_size=None)  # type: ignore[arg-type,var-annotated]
     start = time.perf_counter()
     with quiet_lightning(), warnings.catch_warnings():
@@ -157,17 +135,16 @@ def quantify_level(
     else:
         final_loss = stop.best if stop.armed else at_stop["smoothed"]
     print(
-        f"    {name}: walker trained in {len(history)} steps; Monte Carlo over {int(cfg.monte_carlo.samples)} "
-        "anchors",
+        f"    {name}: walker trained in {len(history)} steps; Monte Carlo over {spec.mc_samples} anchors",
         flush=True,
     )
     stats = monte_carlo_stats(  # on the generator's device (the module may have been moved back to the CPU)
         generator,
         module.walker,
         indices,
-        samples=int(cfg.monte_carlo.samples),
-        chunk=int(cfg.monte_carlo.chunk),
-        seed=stream_seed(int(cfg.seed), MC_STREAM, 0),
+        samples=spec.mc_samples,
+        chunk=spec.mc_chunk,
+        seed=stream_seed(spec.seed, MC_STREAM, 0),
     )
     record = {
         "level": name,
@@ -215,15 +192,13 @@ def _write_level(
 
 def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     """Check everything, then quantify each selected level that is not finished yet, then write Table 1."""
-    cfg, backend = check_cfg(cfg)
-    if cfg.get("resume"):
-        run_dir = Path(str(cfg.resume)).resolve()
-        if not run_dir.is_dir():
-            raise ConfigError(f"resume folder '{cfg.resume}' does not exist")
-    generator = GeneratorSpec.from_config(cfg.generator).build()
-    levels = selected_levels(cfg, generator)
+    cfg, spec, backend = check_cfg(cfg)
+    if spec.resume is not None:
+        run_dir = spec.resume
+    generator = spec.generator.build()
+    levels = selected_levels(spec, generator)
     check_resume(cfg, run_dir)
-    _build_trainer(cfg)  # bad trainer settings fail before any work
+    _build_trainer(spec)  # bad trainer settings fail before any work
     saved = cfg.copy()
     with open_dict(saved):
         saved.backend = backend.name  # the backend used, recorded with the run
@@ -232,7 +207,7 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     kw = cfg.method_kwargs
     print(
         f"mi_quant ({backend.name} backend): generator {cfg.generator.name}, levels {[n for n, _ in levels]}, encoder "
-        f"{cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, budget {cfg.max_steps} steps per level"
+        f"{cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, budget {spec.max_steps} steps per level"
     )
     records = []
     total_start = time.perf_counter()
@@ -245,7 +220,7 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
                 f"  {name}: finished earlier (kept): loss {record['final_loss']:.3f}, mu {record['mu']:.3g}"
             )
         else:
-            record = quantify_level(cfg, generator, name, indices, level_dir, backend)
+            record = quantify_level(cfg, generator, name, indices, level_dir, spec, backend)
             outcome = (
                 f"reached gamma at step {record['stop_step']}"
                 if record["reached_gamma"]
@@ -255,8 +230,8 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
                 f"  {name}: {outcome}; mu {record['mu']:.3g} +- {record['sigma']:.3g} ({record['seconds']:.0f} s)"
             )
         records.append(record)
-    records = assign_verdicts(records, float(cfg.recommend.overused_below))
-    _write_results(cfg, generator, run_dir, records)
+    records = assign_verdicts(records, spec.recommend.overused_below)
+    _write_results(cfg, spec, generator, run_dir, records)
     print(f"all levels: {time.perf_counter() - total_start:.0f} s this call")
     return records
 
@@ -269,13 +244,13 @@ def _write_config(run_dir: Path, cfg: DictConfig) -> None:
 
 @rank_zero_only
 def _write_results(
-    cfg: DictConfig, generator: MultiLatentGenerator, run_dir: Path, records: list[dict]
+    cfg: DictConfig, spec: QuantifySpec, generator: MultiLatentGenerator, run_dir: Path, records: list[dict]
 ) -> None:
-    kw, rec = cfg.method_kwargs, cfg.recommend
+    kw, rec = cfg.method_kwargs, spec.recommend
     histories = {r["level"]: read_history(run_dir / "levels" / r["level"] / "history.csv") for r in records}
     title = (
         f"Table 1: {cfg.generator.name}, encoder {cfg.backbone.name} ({kw.encoder_mode}), gamma {kw.gamma}, "
-        f"seed {cfg.seed}, Monte Carlo over {cfg.monte_carlo.samples} samples"
+        f"seed {spec.seed}, Monte Carlo over {spec.mc_samples} samples"
     )
     write_table(run_dir, records, title)
     plot_loss_curves(run_dir / "loss_curves.png", histories, records, float(kw.gamma))
@@ -283,10 +258,10 @@ def _write_results(
     views = recommended_views(
         generator,
         records,
-        magnitude_fraction=float(rec.magnitude_fraction),
-        truncation=float(rec.truncation),
-        pixel=str(rec.pixel),
-        crop_min_scale=float(rec.crop_min_scale),
+        magnitude_fraction=rec.magnitude_fraction,
+        truncation=rec.truncation,
+        pixel=rec.pixel,
+        crop_min_scale=rec.crop_min_scale,
     )
     header = (
         f"# Views recommended by main_quantify.py from {run_dir.name}: over-used and unused levels left out;\n"
