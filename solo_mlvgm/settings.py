@@ -285,3 +285,73 @@ class QuantifySpec:
             mc_chunk=integer(cfg.monte_carlo.chunk, "monte_carlo.chunk", 1),
             recommend=recommend,
         )
+
+
+# ------------------------------------------------------------------- linear
+@dataclass(frozen=True)
+class ProbeSpec:
+    """The lightly backend's linear probe (``probe`` block): Adam on standardised frozen features."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+
+    @classmethod
+    def from_config(cls, block: DictConfig) -> ProbeSpec:
+        lr = number(block.lr, "probe.lr")
+        if not lr > 0:
+            raise ConfigError(f"probe.lr must be > 0, got {lr}")
+        return cls(
+            epochs=integer(block.epochs, "probe.epochs", 1),
+            lr=lr,
+            batch_size=integer(block.batch_size, "probe.batch_size", 1),
+            weight_decay=number(block.weight_decay, "probe.weight_decay", 0),
+        )
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """One linear evaluation (linear.yaml, or a comparison's ``linear`` block), checked. ``solo_linear``
+    keeps solo-learn's schema for the solo backend."""
+
+    pretrained: str  # the run folder or backbone.pt ("" in a comparison, which passes backbones itself)
+    seed: int
+    backend: str
+    compare_random: bool
+    source: str  # generator: splits rendered from the run's generator | image_folder
+    n_train: int
+    n_test: int
+    data_seed: int
+    train_path: str | None
+    val_path: str | None
+    resolution: int | None  # image folders: None is the run's generator resolution
+    probe: ProbeSpec
+    solo_linear: DictConfig | None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> LinearSpec:
+        backend = str(cfg.get("backend", "auto"))
+        if backend not in BACKEND_NAMES:
+            raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKEND_NAMES)}")
+        d = cfg.data
+        source = str(d.source)
+        if source not in ("generator", "image_folder"):
+            raise ConfigError(f"unknown data.source '{source}'; known: generator, image_folder")
+        generator = source == "generator"
+        resolution = d.get("resolution")
+        return cls(
+            pretrained=str(cfg.get("pretrained") or ""),
+            seed=integer(cfg.seed, "seed", 0),
+            backend=backend,
+            compare_random=flag(cfg.get("compare_random", True), "compare_random"),
+            source=source,
+            n_train=integer(d.n_train, "data.n_train", 1) if generator else 0,
+            n_test=integer(d.n_test, "data.n_test", 1) if generator else 0,
+            data_seed=integer(d.seed, "data.seed", 0) if generator else 0,
+            train_path=None if generator else (str(d.train_path) if d.get("train_path") else None),
+            val_path=None if generator else (str(d.val_path) if d.get("val_path") else None),
+            resolution=None if resolution is None else integer(resolution, "data.resolution", 1),
+            probe=ProbeSpec.from_config(cfg.probe),
+            solo_linear=cfg.get("solo_linear"),
+        )

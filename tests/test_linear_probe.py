@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.linear_probe import topk_accuracy, train_linear_probe
+
+from .conftest import compose_cfg
 
 
 def test_topk_accuracy_by_hand():
@@ -54,3 +57,23 @@ def test_linear_eval_warns_when_pretraining_does_not_beat_random_init(tmp_path, 
     assert results["beats_random"] is False
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "does not beat a randomly initialised" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("probe.epochs=0", "probe.epochs must be >= 1, got 0"),
+        ("probe.lr=abc", "probe.lr must be a number, got 'abc'"),
+        ("data.n_train=0", "data.n_train must be >= 1, got 0"),
+        ("seed=-1", "seed must be >= 0, got -1"),
+        ("compare_random=maybe", "compare_random must be true or false"),
+        ("data.source=disk", "unknown data.source 'disk'"),
+    ],
+)
+def test_bad_linear_settings_are_refused_before_any_backbone_is_read(tmp_path, override, message):
+    from solo_mlvgm.entry.linear_eval import run_linear_eval
+
+    cfg = compose_cfg("linear", [f"pretrained={tmp_path / 'missing'}", override])
+    with pytest.raises(ConfigError, match=message):
+        run_linear_eval(cfg)
+    assert not any(tmp_path.iterdir())

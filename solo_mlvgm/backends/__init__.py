@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.quantify.method import MIQuant
-from solo_mlvgm.settings import BACKEND_NAMES, PretrainSpec
+from solo_mlvgm.settings import BACKEND_NAMES, LinearSpec, PretrainSpec
 
 SOLO_INSTALL = (
     "install it from its repository: git clone https://github.com/vturrisi/solo-learn && "
@@ -74,7 +74,7 @@ class Backend(Protocol):
         feature_dim: int,
         backbone_name: str,
         splits: Splits,
-        cfg: DictConfig,
+        spec: LinearSpec,
         run_cfg: DictConfig,
     ) -> dict[str, Any]:
         """Top-1/top-5 (percent) of a linear classifier on the frozen backbone's features."""

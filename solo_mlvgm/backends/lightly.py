@@ -10,11 +10,12 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 from torch import nn
 
+from solo_mlvgm.backends import Splits
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS, SSLMethod, method_class
 from solo_mlvgm.methods.linear_probe import probe_backbone
 from solo_mlvgm.quantify.method import MIQuant
-from solo_mlvgm.settings import PretrainSpec
+from solo_mlvgm.settings import LinearSpec, PretrainSpec
 
 
 class LightlyBackend:
@@ -54,8 +55,17 @@ class LightlyBackend:
         backbone: nn.Module,
         feature_dim: int,
         backbone_name: str,
-        splits: tuple[Any, Any, Any, Any, int],
-        cfg: DictConfig,
+        splits: Splits,
+        spec: LinearSpec,
         run_cfg: DictConfig,
     ) -> dict[str, Any]:
-        return probe_backbone(backbone, splits, cfg.probe, int(cfg.seed))
+        p = spec.probe
+        return probe_backbone(
+            backbone,
+            splits,
+            epochs=p.epochs,
+            lr=p.lr,
+            batch_size=p.batch_size,
+            weight_decay=p.weight_decay,
+            seed=spec.seed,
+        )

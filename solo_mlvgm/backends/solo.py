@@ -59,12 +59,13 @@ with warnings.catch_warnings():  # solo-learn's imports warn about deprecated to
     from solo.methods.linear import LinearModel
     from solo.utils.misc import make_contiguous
 
+from solo_mlvgm.backends import Splits
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
 from solo_mlvgm.methods.backbones import BACKBONES, build_backbone
 from solo_mlvgm.quantify.method import MIQuant
-from solo_mlvgm.settings import GeneratorSpec, PretrainSpec, TrainerSpec
+from solo_mlvgm.settings import GeneratorSpec, LinearSpec, PretrainSpec, TrainerSpec
 from solo_mlvgm.trainer import make_trainer
 from solo_mlvgm.views.pixel import normalize
 
@@ -403,21 +404,24 @@ def build_solo_method(
 
 # ---------------------------------------------------------------------- linear
 def solo_linear_cfg(
-    cfg: DictConfig, backbone_name: str, num_classes: int, dataset: str | None, train_path: str | None
+    spec: LinearSpec, backbone_name: str, num_classes: int, dataset: str | None
 ) -> DictConfig:
-    """solo-learn's linear cfg (``solo.args.linear.parse_cfg``) from ``cfg.solo_linear`` of linear.yaml."""
+    """solo-learn's linear cfg (``solo.args.linear.parse_cfg``) from ``solo_linear`` of linear.yaml."""
+    if spec.solo_linear is None:
+        raise ConfigError("backend=solo needs the solo_linear block of configs/linear.yaml")
+    train_path = spec.train_path
     if num_classes < 5:
         raise ConfigError(
             f"solo-learn's linear method reports top-5 and needs >= 5 classes, got {num_classes}"
         )
-    s = _plain(cfg.solo_linear)
+    s = _plain(spec.solo_linear)
     s.name = "linear"
     s.backbone = {"name": backbone_name, "kwargs": {}}
-    s.pretrained_feature_extractor = str(cfg.pretrained)
+    s.pretrained_feature_extractor = spec.pretrained
     s.data = {
         "dataset": "custom" if train_path else dataset,
         "train_path": str(train_path) if train_path else None,
-        "val_path": str(cfg.data.get("val_path")) if train_path else None,
+        "val_path": spec.val_path if train_path else None,
         "format": "image_folder",
         "num_workers": 0,
     }
@@ -440,48 +444,6 @@ def build_linear_model(backbone: nn.Module, feature_dim: int, s: DictConfig) -> 
     if not s.performance.disable_channel_last:
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def solo_linear(
-    backbone: nn.Module,
-    feature_dim: int,
-    backbone_name: str,
-    splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
-    cfg: DictConfig,
-    run_cfg: DictConfig,
-) -> dict[str, Any]:
-    """solo-learn's linear method (``LinearModel``, frozen backbone) trained on the train split and
-    validated on the test split; top-1/top-5 in percent, as solo-learn computes them."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    train_x, train_y, test_x, test_y, k = splits
-    folder = cfg.data.get("train_path") if cfg.data.source == "image_folder" else None
-    dataset = None if folder else f"mlvgm-{run_cfg.generator.name}-linear"
-    s = solo_linear_cfg(cfg, backbone_name, k, dataset, folder)
-    model = build_linear_model(backbone, feature_dim, s)
-    batch = int(s.optimizer.batch_size)
-    order = torch.Generator().manual_seed(int(cfg.seed))
-    train = DataLoader(
-        TensorDataset(normalize(train_x), train_y), batch_size=batch, shuffle=True, generator=order
-    )
-    test = DataLoader(TensorDataset(normalize(test_x), test_y), batch_size=batch)
-    trainer = make_trainer(
-        TrainerSpec(precision=str(s.get("precision", "32-true"))),
-        max_epochs=int(s.max_epochs),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
-    with warnings.catch_warnings():  # LinearModel defines a validation step; validation runs once, after
-        warnings.filterwarnings("ignore", message=".*val_dataloader.*|.*LeafSpec.*")
-        trainer.fit(model, train_dataloaders=train)
-        train_top1 = trainer.callback_metrics.get("train_acc1_epoch")
-        val = trainer.validate(model, test, verbose=False)[0]
-    return {
-        "top1": float(val["val_acc1"]),
-        "top5": float(val["val_acc5"]),
-        "train_top1": float(train_top1) if train_top1 is not None else float("nan"),
-    }
 
 
 # --------------------------------------------------------------------- backend
@@ -538,8 +500,38 @@ class SoloBackend:
         backbone: nn.Module,
         feature_dim: int,
         backbone_name: str,
-        splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
-        cfg: DictConfig,
+        splits: Splits,
+        spec: LinearSpec,
         run_cfg: DictConfig,
     ) -> dict[str, Any]:
-        return solo_linear(backbone, feature_dim, backbone_name, splits, cfg, run_cfg)
+        """solo-learn's linear method (``LinearModel``, frozen backbone) trained on the train split and
+        validated on the test split; top-1/top-5 in percent, as solo-learn computes them."""
+        from torch.utils.data import DataLoader, TensorDataset
+
+        train_x, train_y, test_x, test_y, k = splits
+        dataset = None if spec.train_path else f"mlvgm-{run_cfg.generator.name}-linear"
+        s = solo_linear_cfg(spec, backbone_name, k, dataset)
+        model = build_linear_model(backbone, feature_dim, s)
+        batch = int(s.optimizer.batch_size)
+        order = torch.Generator().manual_seed(spec.seed)
+        train = DataLoader(
+            TensorDataset(normalize(train_x), train_y), batch_size=batch, shuffle=True, generator=order
+        )
+        test = DataLoader(TensorDataset(normalize(test_x), test_y), batch_size=batch)
+        trainer = make_trainer(
+            TrainerSpec(precision=str(s.get("precision", "32-true"))),
+            max_epochs=int(s.max_epochs),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+        )
+        with warnings.catch_warnings():  # LinearModel defines a validation step; validation runs once, after
+            warnings.filterwarnings("ignore", message=".*val_dataloader.*|.*LeafSpec.*")
+            trainer.fit(model, train_dataloaders=train)
+            train_top1 = trainer.callback_metrics.get("train_acc1_epoch")
+            val = trainer.validate(model, test, verbose=False)[0]
+        return {
+            "top1": float(val["val_acc1"]),
+            "top5": float(val["val_acc5"]),
+            "train_top1": float(train_top1) if train_top1 is not None else float("nan"),
+        }

@@ -38,7 +38,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.backbones import build_backbone
 from solo_mlvgm.methods.linear_probe import probe_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
-from solo_mlvgm.settings import GeneratorSpec
+from solo_mlvgm.settings import GeneratorSpec, LinearSpec
 
 
 def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str, DictConfig]]:
@@ -95,12 +95,12 @@ def _export(row: Row, run_cfg: DictConfig) -> None:
 class Evaluator:
     """Linear evaluation with labelled splits computed once per evaluation source and reused by every run."""
 
-    def __init__(self, linear: DictConfig) -> None:
+    def __init__(self, linear: LinearSpec) -> None:
         self.linear = linear
         self._splits: dict[str, tuple] = {}
 
     def splits(self, run_cfg: DictConfig) -> tuple:
-        source = self.linear.data.source
+        source = self.linear.source
         key = source if source == "image_folder" else OmegaConf.to_yaml(run_cfg.generator)
         if key not in self._splits:
             self._splits[key] = labelled_splits(self.linear, run_cfg)
@@ -108,7 +108,16 @@ class Evaluator:
 
     def evaluate(self, backbone: torch.nn.Module, run_cfg: DictConfig, seed: int) -> dict[str, float]:
         torch.manual_seed(seed)
-        return probe_backbone(backbone, self.splits(run_cfg), self.linear.probe, seed)
+        p = self.linear.probe
+        return probe_backbone(
+            backbone,
+            self.splits(run_cfg),
+            epochs=p.epochs,
+            lr=p.lr,
+            batch_size=p.batch_size,
+            weight_decay=p.weight_decay,
+            seed=seed,
+        )
 
 
 def config_digest(run_cfg: DictConfig) -> str:
@@ -205,7 +214,7 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
     n_todo = sum(result is None for result in stored.values())
     print(f"comparison '{cfg.name}': {len(runs)} runs, {len(runs) - n_todo} finished, {n_todo} to train")
 
-    evaluator = Evaluator(cfg.linear)
+    evaluator = Evaluator(LinearSpec.from_config(cfg.linear))
     results, trained = [], 0
     for run in runs:
         if (done := stored[run.key]) is not None:

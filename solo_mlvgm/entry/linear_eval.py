@@ -21,13 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from solo_mlvgm.backends import resolve_backend
-from solo_mlvgm.checks import integer, number
 from solo_mlvgm.data.export import render_labelled
 from solo_mlvgm.data.real import IndexedImageFolder
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.backbones import build_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
-from solo_mlvgm.settings import GeneratorSpec
+from solo_mlvgm.settings import GeneratorSpec, LinearSpec
 
 
 def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor, Tensor, int]:
@@ -40,60 +39,40 @@ def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor,
     return images, torch.tensor(folder.targets), folder.num_classes
 
 
-def labelled_splits(cfg: DictConfig, run_cfg: DictConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+def labelled_splits(spec: LinearSpec, run_cfg: DictConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """(train images, train labels, test images, test labels, number of classes); images in [0, 1]."""
-    source = cfg.data.source
-    if source == "generator":
+    if spec.source == "generator":
         generator = GeneratorSpec.from_config(run_cfg.generator).build()
         if generator.num_classes == 0:
             raise ConfigError(
                 f"generator '{run_cfg.generator.name}' has no labels; use data.source=image_folder"
             )
-        seed = int(cfg.data.seed)
-        train_x, train_y = render_labelled(generator, int(cfg.data.n_train), seed, "train")
-        test_x, test_y = render_labelled(generator, int(cfg.data.n_test), seed, "test")
+        train_x, train_y = render_labelled(generator, spec.n_train, spec.data_seed, "train")
+        test_x, test_y = render_labelled(generator, spec.n_test, spec.data_seed, "test")
         return train_x, train_y, test_x, test_y, generator.num_classes
-    if source == "image_folder":  # at the run's resolution unless data.resolution is given
-        res = int(cfg.data.get("resolution") or run_cfg.generator.get("resolution", 32))
-        train_x, train_y, k = _folder_split(cfg.data.get("train_path"), res, "train")
-        test_x, test_y, k_test = _folder_split(cfg.data.get("val_path"), res, "val")
-        if k != k_test:
-            raise ConfigError(f"train and val folders have different class counts ({k} vs {k_test})")
-        return train_x, train_y, test_x, test_y, k
-    raise ConfigError(f"unknown data.source '{source}'; known: generator, image_folder")
-
-
-def check_linear_cfg(cfg: DictConfig) -> None:
-    """The evaluation's own settings, checked before any backbone is read or image rendered."""
-    integer(cfg.seed, "seed", 0)
-    if cfg.data.source == "generator":
-        integer(cfg.data.n_train, "data.n_train", 1)
-        integer(cfg.data.n_test, "data.n_test", 1)
-        integer(cfg.data.seed, "data.seed", 0)
-    elif cfg.data.get("resolution") is not None:
-        integer(cfg.data.resolution, "data.resolution", 1)
-    p = cfg.probe
-    integer(p.epochs, "probe.epochs", 1)
-    integer(p.batch_size, "probe.batch_size", 1)
-    if not number(p.lr, "probe.lr") > 0:
-        raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
-    number(p.weight_decay, "probe.weight_decay", 0)
+    # image folders at the run's resolution unless data.resolution is given
+    res = spec.resolution or int(run_cfg.generator.get("resolution", 32))
+    train_x, train_y, k = _folder_split(spec.train_path, res, "train")
+    test_x, test_y, k_test = _folder_split(spec.val_path, res, "val")
+    if k != k_test:
+        raise ConfigError(f"train and val folders have different class counts ({k} vs {k_test})")
+    return train_x, train_y, test_x, test_y, k
 
 
 def run_linear_eval(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.pretrained``; print and return top-1/top-5 and write ``linear.json`` beside it."""
-    check_linear_cfg(cfg)
+    spec = LinearSpec.from_config(cfg)  # every setting checked before a backbone is read
     payload = load_backbone_file(cfg.pretrained)
     run_cfg = OmegaConf.create(payload["config"])
     backbone, feature_dim = build_backbone(payload["backbone"], payload["small_image_stem"])
     backbone.load_state_dict(payload["state_dict"])
-    backend = resolve_backend(str(cfg.get("backend", "auto")))
+    backend = resolve_backend(spec.backend)
     start = time.perf_counter()
     print(
-        f"linear evaluation ({backend.name} backend): preparing the labelled {cfg.data.source} splits",
+        f"linear evaluation ({backend.name} backend): preparing the labelled {spec.source} splits",
         flush=True,
     )
-    splits = labelled_splits(cfg, run_cfg)
+    splits = labelled_splits(spec, run_cfg)
 
     def evaluate(net: nn.Module, which: str) -> dict:
         print(
@@ -101,16 +80,16 @@ def run_linear_eval(cfg: DictConfig) -> dict:
             f"({time.perf_counter() - start:.0f} s so far)",
             flush=True,
         )
-        return backend.linear_eval(net, feature_dim, payload["backbone"], splits, cfg, run_cfg)
+        return backend.linear_eval(net, feature_dim, payload["backbone"], splits, spec, run_cfg)
 
-    torch.manual_seed(int(cfg.seed))
+    torch.manual_seed(spec.seed)
     results: dict[str, Any] = {"backend": backend.name, "pretrained": evaluate(backbone, "pretrained")}
     if cfg.compare_random:
-        torch.manual_seed(int(cfg.seed))
+        torch.manual_seed(spec.seed)
         random_backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
         results["random_backbone"] = evaluate(random_backbone, "randomly initialised")
     results["data"] = {
-        "source": cfg.data.source,
+        "source": spec.source,
         "n_train": len(splits[0]),
         "n_test": len(splits[2]),
         "num_classes": splits[4],

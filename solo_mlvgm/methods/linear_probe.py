@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from solo_mlvgm.views.pixel import normalize
@@ -80,11 +79,14 @@ def train_linear_probe(
 def probe_backbone(
     backbone: nn.Module,
     splits: tuple[Tensor, Tensor, Tensor, Tensor, int],
-    probe: DictConfig,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
     seed: int,
 ) -> dict[str, float]:
-    """The linear probe of a frozen backbone on (train images, labels, test images, labels, classes), with
-    the ``probe`` block of linear.yaml (epochs, lr, batch_size, weight_decay)."""
+    """The linear probe of a frozen backbone on (train images, labels, test images, labels, classes)."""
     train_x, train_y, test_x, test_y, k = splits
     return train_linear_probe(
         extract_features(backbone, train_x),
@@ -92,9 +94,9 @@ def probe_backbone(
         extract_features(backbone, test_x),
         test_y,
         k,
-        epochs=int(probe.epochs),
-        lr=float(probe.lr),
-        batch_size=int(probe.batch_size),
-        weight_decay=float(probe.weight_decay),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
         seed=seed,
     )
