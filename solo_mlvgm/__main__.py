@@ -1,5 +1,6 @@
 """``python -m solo_mlvgm list``: what exists to run and to choose from (run configs, generators, views,
-data sources, methods, backbones, benchmark sources), each with its first comment line."""
+data sources, methods, backbones, benchmark sources), each with its first comment line.
+``python -m solo_mlvgm export --out <folder> [--n N] ...``: a finite labelled ImageFolder from a generator."""
 
 from __future__ import annotations
 
@@ -51,12 +52,19 @@ def list_components() -> str:
     return "\n".join(lines)
 
 
+USAGE = "usage: python -m solo_mlvgm list | python -m solo_mlvgm export --out <folder> [--n N] [...]"
+
+
 def main(argv: list[str]) -> int:
-    if argv != ["list"]:
-        print("usage: python -m solo_mlvgm list", file=sys.stderr)
-        return 2
-    print(list_components())
-    return 0
+    if argv == ["list"]:
+        print(list_components())
+        return 0
+    if argv[:1] == ["export"]:
+        from solo_mlvgm.data.export import main as export
+
+        return export(argv[1:])
+    print(USAGE, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

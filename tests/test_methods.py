@@ -143,8 +143,11 @@ def test_a_checkpoint_to_resume_from_is_checked_before_the_run(tmp_path):
     torch.save({"state_dict": {}, "payload": _Hostile()}, hostile)
     other = tmp_path / "simsiam.ckpt"
     torch.save({"state_dict": {"projector.0.weight": torch.zeros(3, 3)}}, other)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(other.read_bytes()[:200])
     cases = [
-        (text, "is not a readable Lightning checkpoint"),
+        (text, "is not a torch checkpoint file \\(not a complete zip archive"),
+        (truncated, "is not a torch checkpoint file \\(not a complete zip archive"),
         (hostile, "holds objects other than tensors and plain values"),
         (other, "was saved by another method or architecture"),
     ]

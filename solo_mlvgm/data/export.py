@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,8 +153,9 @@ def export_image_folder(
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m solo_mlvgm export ...``: a finite labelled ImageFolder from a generator."""
+    parser = argparse.ArgumentParser(prog="python -m solo_mlvgm export", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder (class subfolders are created)")
     parser.add_argument("--n", type=int, default=2000, help="number of images")
     parser.add_argument("--seed", type=int, default=0)
@@ -167,9 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             build_generator(args.generator, **kwargs), args.out, args.n, args.seed, args.format
         )
     except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
     print(f"exported {args.n} images to {path}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

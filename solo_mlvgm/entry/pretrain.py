@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +110,15 @@ def check_resume_has_work_left(path: Path, spec: PretrainSpec) -> None:
 def check_resume_checkpoint(path: Path, method: pl.LightningModule) -> None:
     """A checkpoint to resume from is opened safely (``weights_only``: no code from the file runs) and must
     hold this method's weights, same names and shapes, before the run starts."""
+    if not zipfile.is_zipfile(path):  # torch writes zip archives: text, or a file cut short, is not one
+        raise ConfigError(
+            f"resume_from_checkpoint '{path}' is not a torch checkpoint file (not a complete zip archive: "
+            "another kind of file, or one cut short)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a text file, a truncated zip, foreign pickled code: all refused alike
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    except Exception as err:  # foreign pickled code, a damaged archive: refused alike, never executed
+        reason = "damaged archive"
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             reason = "it holds objects other than tensors and plain values"
         raise ConfigError(
