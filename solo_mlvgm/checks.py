@@ -18,7 +18,7 @@ def integer(value: Any, key: str, minimum: int | None = None) -> int:
     elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         out = int(value)
     else:
-        raise ConfigError(f"{key} must be an integer, got '{value}'")
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
     if minimum is not None and out < minimum:
         raise ConfigError(f"{key} must be >= {minimum}, got {out}")
     return out
@@ -27,13 +27,13 @@ def integer(value: Any, key: str, minimum: int | None = None) -> int:
 def number(value: Any, key: str, minimum: float | None = None) -> float:
     """``value`` as a float (``key`` names it in the error), at least ``minimum``."""
     if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a number, got '{value}'")
+        raise ConfigError(f"{key} must be a number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a number, got '{value}'") from None
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
     if out != out:
-        raise ConfigError(f"{key} must be a number, got '{value}'")
+        raise ConfigError(f"{key} must be a number, got {value!r}")
     if minimum is not None and out < minimum:
         raise ConfigError(f"{key} must be >= {minimum}, got {out}")
     return out
@@ -42,5 +42,5 @@ def number(value: Any, key: str, minimum: float | None = None) -> float:
 def flag(value: Any, key: str) -> bool:
     """``value`` as a bool: true or false only (a string such as 'abc' is an error, not True)."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got '{value}'")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
     return value

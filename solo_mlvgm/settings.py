@@ -32,7 +32,7 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16"
 def generator_autocast(name: str) -> torch.dtype | None:
     """The dtype of ``data.autocast`` (the generator's precision on a GPU)."""
     if name not in AUTOCAST_DTYPES:
-        raise ConfigError(f"data.autocast must be one of {list(AUTOCAST_DTYPES)}, got '{name}'")
+        raise ConfigError(f"data.autocast must be one of {list(AUTOCAST_DTYPES)}, got {name!r}")
     return AUTOCAST_DTYPES[name]
 
 
@@ -59,7 +59,7 @@ class GeneratorSpec:
             raise ConfigError("generator config needs a 'name'")
         name, checkpoint = str(options.pop("name")), options.pop("checkpoint", None)
         if name not in GENERATORS:
-            raise ConfigError(f"unknown generator '{name}'; known: {', '.join(sorted(GENERATORS))}")
+            raise ConfigError(f"unknown generator {name!r}; known: {', '.join(sorted(GENERATORS))}")
         return cls(
             name, None if checkpoint is None else str(checkpoint), {str(k): v for k, v in options.items()}
         )
@@ -127,7 +127,7 @@ class DataSpec:
     def from_config(cls, block: DictConfig) -> DataSpec:
         source = str(block.get("source"))
         if source not in DATA_SOURCES:
-            raise ConfigError(f"unknown data.source '{source}'; known: {', '.join(DATA_SOURCES)}")
+            raise ConfigError(f"unknown data.source {source!r}; known: {', '.join(DATA_SOURCES)}")
         given = block.get("num_classes", "auto")
         num_classes = None if given == "auto" else integer(given, "data.num_classes", 0)
         crop = block.get("crop_size")
@@ -177,7 +177,7 @@ class PretrainSpec:
     def from_config(cls, cfg: DictConfig) -> PretrainSpec:
         backend = str(cfg.get("backend", "auto"))
         if backend not in BACKEND_NAMES:
-            raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKEND_NAMES)}")
+            raise ConfigError(f"backend {backend!r} is not available; available: {', '.join(BACKEND_NAMES)}")
         resume = cfg.get("resume_from_checkpoint")
         if resume and not Path(resume).is_file():
             raise ConfigError(
@@ -250,7 +250,7 @@ class QuantifySpec:
             raise ConfigError(f"main_quantify.py runs method mi_quant, got method '{cfg.get('method')}'")
         backend = str(cfg.get("backend", "auto"))
         if backend not in BACKEND_NAMES:
-            raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKEND_NAMES)}")
+            raise ConfigError(f"backend {backend!r} is not available; available: {', '.join(BACKEND_NAMES)}")
         names = cfg.get("levels")
         levels = None
         if names is not None:
@@ -333,11 +333,11 @@ class LinearSpec:
     def from_config(cls, cfg: DictConfig) -> LinearSpec:
         backend = str(cfg.get("backend", "auto"))
         if backend not in BACKEND_NAMES:
-            raise ConfigError(f"backend '{backend}' is not available; available: {', '.join(BACKEND_NAMES)}")
+            raise ConfigError(f"backend {backend!r} is not available; available: {', '.join(BACKEND_NAMES)}")
         d = cfg.data
         source = str(d.source)
         if source not in ("generator", "image_folder"):
-            raise ConfigError(f"unknown data.source '{source}'; known: generator, image_folder")
+            raise ConfigError(f"unknown data.source {source!r}; known: generator, image_folder")
         generator = source == "generator"
         resolution = d.get("resolution")
         return cls(

@@ -51,7 +51,7 @@ def check_threshold(threshold: object) -> float:
         value = math.nan
     if not 0 < value < 1:
         raise ConfigError(
-            f"collapse_threshold must be in (0, 1) (the normalised std is about 1 when healthy), got {threshold}"
+            f"collapse_threshold must be in (0, 1) (the normalised std is about 1 when healthy), got {threshold!r}"
         )
     return value
 
