@@ -29,6 +29,14 @@ DATA_SOURCES = ("continuous", "image_folder", "dali")
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
+def backend_name(cfg: DictConfig) -> str:
+    """``backend`` as asked (auto | solo | lightly); which one runs is ``backends.resolve_backend``'s call."""
+    backend = str(cfg.get("backend", "auto"))
+    if backend not in BACKEND_NAMES:
+        raise ConfigError(f"backend {backend!r} is not available; available: {', '.join(BACKEND_NAMES)}")
+    return backend
+
+
 def generator_autocast(name: str) -> torch.dtype | None:
     """The dtype of ``data.autocast`` (the generator's precision on a GPU)."""
     if name not in AUTOCAST_DTYPES:
@@ -175,9 +183,7 @@ class PretrainSpec:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> PretrainSpec:
-        backend = str(cfg.get("backend", "auto"))
-        if backend not in BACKEND_NAMES:
-            raise ConfigError(f"backend {backend!r} is not available; available: {', '.join(BACKEND_NAMES)}")
+        backend = backend_name(cfg)
         resume = cfg.get("resume_from_checkpoint")
         if resume and not Path(resume).is_file():
             raise ConfigError(
@@ -248,9 +254,7 @@ class QuantifySpec:
     def from_config(cls, cfg: DictConfig) -> QuantifySpec:
         if cfg.get("method") != "mi_quant":
             raise ConfigError(f"main_quantify.py runs method mi_quant, got method '{cfg.get('method')}'")
-        backend = str(cfg.get("backend", "auto"))
-        if backend not in BACKEND_NAMES:
-            raise ConfigError(f"backend {backend!r} is not available; available: {', '.join(BACKEND_NAMES)}")
+        backend = backend_name(cfg)
         names = cfg.get("levels")
         levels = None
         if names is not None:
@@ -331,9 +335,7 @@ class LinearSpec:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> LinearSpec:
-        backend = str(cfg.get("backend", "auto"))
-        if backend not in BACKEND_NAMES:
-            raise ConfigError(f"backend {backend!r} is not available; available: {', '.join(BACKEND_NAMES)}")
+        backend = backend_name(cfg)
         d = cfg.data
         source = str(d.source)
         if source not in ("generator", "image_folder"):

@@ -64,19 +64,20 @@ class PlainProgress(pl.Callback):
         self._start = 0.0
         self._last = 0.0
         self._first_step = 0  # a resumed run starts past 0: only this process's steps time the rest
+        self._total = 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = self._last = time.perf_counter()
         self._first_step = trainer.global_step
+        estimate = trainer.estimated_stepping_batches  # once: Lightning recomputes it on every access
+        self._total = int(estimate) if math.isfinite(estimate) and estimate > 0 else 0
 
     @rank_zero_only
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         now = time.perf_counter()
-        estimate = trainer.estimated_stepping_batches
-        total = int(estimate) if math.isfinite(estimate) and estimate > 0 else 0
-        step = trainer.global_step
+        total, step = self._total, trainer.global_step
         if now - self._last < self.every_seconds and step < total:
             return
         self._last = now

@@ -86,30 +86,17 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         num_nodes=trainer.num_nodes,
     )
     if spec.resume_from is not None:
-        check_resume_checkpoint(spec.resume_from, method)
-        check_resume_has_work_left(spec.resume_from, spec)
+        check_resume_checkpoint(spec.resume_from, method, spec)
     record = run_record(method_cfg, spec, backend, num_classes)
     return Pretraining(
         cfg, spec, backend, method, data, num_classes, trainer, generator, run_dir, collapse, record
     )
 
 
-def check_resume_has_work_left(path: Path, spec: PretrainSpec) -> None:
-    """Resuming a run that already reached max_epochs (or max_steps) would train nothing and still be
-    recorded as a finished run: refused, with what to raise."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    epochs_done = int(checkpoint.get("epoch", -1)) + 1  # Lightning records the epoch it finished
-    steps_done = int(checkpoint.get("global_step", 0))
-    if epochs_done >= spec.trainer.max_epochs or 0 < spec.trainer.max_steps <= steps_done:
-        raise ConfigError(
-            f"resume_from_checkpoint '{path}' already trained {epochs_done} epochs ({steps_done} steps): "
-            "raise max_epochs (or max_steps) to continue it"
-        )
-
-
-def check_resume_checkpoint(path: Path, method: pl.LightningModule) -> None:
+def check_resume_checkpoint(path: Path, method: pl.LightningModule, spec: PretrainSpec) -> None:
     """A checkpoint to resume from is opened safely (``weights_only``: no code from the file runs) and must
-    hold this method's weights, same names and shapes, before the run starts."""
+    hold this method's weights, same names and shapes, and have training left, before the run starts
+    (a run past max_epochs/max_steps would train nothing and still be recorded as finished)."""
     if not zipfile.is_zipfile(path):  # torch writes zip archives: text, or a file cut short, is not one
         raise ConfigError(
             f"resume_from_checkpoint '{path}' is not a torch checkpoint file (not a complete zip archive: "
@@ -141,6 +128,13 @@ def check_resume_checkpoint(path: Path, method: pl.LightningModule) -> None:
         )
         raise ConfigError(
             f"resume_from_checkpoint '{path}' was saved by another method or architecture ({detail})"
+        )
+    epochs_done = int(checkpoint.get("epoch", -1)) + 1  # Lightning records the epoch it finished
+    steps_done = int(checkpoint.get("global_step", 0))
+    if epochs_done >= spec.trainer.max_epochs or 0 < spec.trainer.max_steps <= steps_done:
+        raise ConfigError(
+            f"resume_from_checkpoint '{path}' already trained {epochs_done} epochs ({steps_done} steps): "
+            "raise max_epochs (or max_steps) to continue it"
         )
 
 
