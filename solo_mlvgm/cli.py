@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -36,6 +38,13 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
     ``interrupted``; only a finished run is ever ``latest``."""
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
+    made: list[Path] = []  # folders made here, removed again (when empty) after a refused run
+    if run_dir.resolve() == Path.cwd().resolve():
+        # solo-learn's config files switch hydra's folders off (hydra.run.dir: .): a run still gets its
+        # own folder, and the working directory is never written into or removed
+        run_dir = Path("runs") / str(cfg.get("name", "run")) / time.strftime("%Y%m%d-%H%M%S")
+        made = [p for p in (run_dir.parent.parent, run_dir.parent) if not p.exists()]
+        run_dir.mkdir(parents=True, exist_ok=True)
     own = {".hydra", f"{hydra.job.name}.log", STATUS_FILE}
     write_status(run_dir, "running")
     try:
@@ -43,6 +52,9 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
     except SystemExit as err:
         if err.code == 2:  # a user error, refused before any work
             _remove_if_only_hydras(run_dir, own, str(cfg.get("name", "")))
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
         else:  # Lightning turns Ctrl-C during training into exit(1) after a graceful shutdown
             write_status(run_dir, "interrupted", f"exit code {err.code}")
         raise

@@ -63,14 +63,19 @@ def save_config(path: str | Path, cfg: DictConfig) -> Path:
     return write_atomic(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def save_backbone(path: str | Path, backbone: nn.Module, cfg: DictConfig) -> Path:
-    """Backbone weights plus the run config, loadable with ``torch.load(weights_only=True)``."""
+def save_backbone(
+    path: str | Path, backbone: nn.Module, cfg: DictConfig, solo_learn: dict[str, Any] | None = None
+) -> Path:
+    """Backbone weights plus the run config, loadable with ``torch.load(weights_only=True)``.
+    ``solo_learn``: how a solo-learn config file's run rebuilds its (solo-learn) backbone."""
     payload = {
         "backbone": str(cfg.backbone.name),
-        "small_image_stem": bool(cfg.backbone.small_image_stem),
+        "small_image_stem": bool(cfg.backbone.get("small_image_stem", False)),
         "state_dict": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if solo_learn is not None:
+        payload["solo_learn"] = solo_learn
     return save_torch(path, payload)
 
 
@@ -104,6 +109,15 @@ def write_status(run_dir: Path, state: str, detail: str | None = None) -> None:
     if detail:
         record["detail"] = detail
     write_json(run_dir / STATUS_FILE, record)
+
+
+def read_status(run_dir: Path) -> str | None:
+    """The ``status`` of a run folder's ``status.json`` (None when it has none or it is unreadable)."""
+    try:
+        record = json.loads((run_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("status") if isinstance(record, dict) else None
 
 
 def point_latest(run_dir: Path) -> Path:

@@ -21,7 +21,8 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, check_threshold
-from solo_mlvgm.views.pixel import check_pixel_options
+from solo_mlvgm.views.crops import CropGroup
+from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, check_pixel_options
 from solo_mlvgm.views.spec import ViewSpec
 
 BACKEND_NAMES = ("auto", "solo", "lightly")
@@ -89,9 +90,14 @@ class TrainerSpec:
     max_epochs: int = 1
     max_steps: int = -1
     log_every_n_steps: int = 10
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # further Lightning Trainer arguments (solo-learn files)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> TrainerSpec:
+    def from_config(
+        cls, cfg: DictConfig, extra: dict[str, Any] | None = None, strategy_default: str = "auto"
+    ) -> TrainerSpec:
         devices = cfg.get("devices", 1)
         if OmegaConf.is_list(devices):
             devices = [integer(d, "devices", 0) for d in devices]
@@ -102,10 +108,11 @@ class TrainerSpec:
             accelerator=str(cfg.get("accelerator", "auto")),
             devices=devices,
             precision=str(cfg.get("precision", "32-true")),
-            strategy=str(cfg.get("strategy", "auto")),
+            strategy=str(cfg.get("strategy") or strategy_default),
             max_epochs=integer(cfg.get("max_epochs", 1), "max_epochs", 1),
             max_steps=max_steps,
             log_every_n_steps=integer(cfg.get("log_every_n_steps", 10), "log_every_n_steps", 0),
+            extra=dict(extra or {}),
         )
 
 
@@ -180,6 +187,8 @@ class PretrainSpec:
     collapse_threshold: float
     resume_from: Path | None
     views_block: DictConfig  # the views block used (from views_file when given), recorded with the run
+    crops: tuple[CropGroup, ...] = ()  # solo-learn's augmentations (a solo-learn file): replace views.pixel
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> PretrainSpec:

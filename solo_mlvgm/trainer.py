@@ -36,14 +36,15 @@ def make_trainer(spec: TrainerSpec, **kwargs: Any) -> pl.Trainer:
     bad settings raise ``ConfigError`` without Lightning's device banner."""
     with quiet_lightning():
         try:
+            settings: dict[str, Any] = {"enable_model_summary": False, "num_sanity_val_steps": 0}
+            settings.update(spec.extra)  # further Trainer arguments a solo-learn config file sets
+            settings.update(kwargs)
             return pl.Trainer(
                 accelerator=spec.accelerator,
                 devices=spec.devices,
                 precision=spec.precision,  # type: ignore[arg-type]  # Lightning checks the string itself
                 strategy=spec.strategy,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                **kwargs,
+                **settings,
             )
         except (MisconfigurationException, ValueError, TypeError) as err:
             raise ConfigError(f"trainer settings: {err}".splitlines()[0]) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,38 @@ def test_view_grid_script_refuses_zero_anchors(tmp_path):
         "error: n_anchors must be >= 1, got 0"
     ]
     assert not (tmp_path / "grid.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        (
+            "import a_dependency_not_installed\n",
+            "error: the installed solo-learn cannot be imported (ModuleNotFoundError: No module named "
+            "'a_dependency_not_installed'); solo_mlvgm needs solo-learn's lightning-2 code (tag 1.0.8 or "
+            "later; tested at commit 9187ea3) (or backend=lightly)",
+        ),
+        (
+            "class BaseMethod:\n    pass\n",
+            "error: the installed solo-learn predates the lightning.pytorch API; solo_mlvgm needs solo-learn's "
+            "lightning-2 code (tag 1.0.8 or later; tested at commit 9187ea3) (or backend=lightly)",
+        ),
+    ],
+)
+def test_an_unusable_solo_learn_is_one_line_naming_the_version_needed(tmp_path, base, message):
+    """A stand-in package named solo, shaped like an old solo-learn release, first on the path."""
+    methods = tmp_path / "old" / "solo" / "methods"
+    methods.mkdir(parents=True)
+    (methods.parent / "__init__.py").write_text("")
+    (methods / "__init__.py").write_text("")
+    (methods / "base.py").write_text(base)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main_pretrain.py"), "--config-name", "mlvgm_simsiam", *TINY],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "old")},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [message]
+    assert not list((tmp_path / "runs").glob("*"))  # no run folder left

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +23,8 @@ from solo_mlvgm.settings import BACKEND_NAMES, LinearSpec, PretrainSpec
 
 SOLO_INSTALL = (
     "install it from its repository: git clone https://github.com/vturrisi/solo-learn && "
-    "pip install --no-deps -e solo-learn (README, 'solo-learn backend')"
+    'pip install "setuptools<81" && pip install --no-deps --no-build-isolation -e solo-learn '
+    "(README, 'solo-learn backend')"
 )
 Splits = tuple[Tensor, Tensor, Tensor, Tensor, int]  # train images, labels, test images, labels, classes
 
@@ -81,15 +83,33 @@ class Backend(Protocol):
         ...
 
 
-def solo_importable() -> bool:
-    """Whether solo-learn can be imported (``backend: auto`` then trains with it)."""
+SOLO_NEEDED = "solo-learn's lightning-2 code (tag 1.0.8 or later; tested at commit 9187ea3)"
+
+
+def solo_problem() -> str | None:
+    """Why an installed solo-learn cannot be used (an older release, a broken install), or None: usable
+    or not installed at all. Every release since 1.0.6 calls itself 1.0.6, so the code is checked."""
+    if importlib.util.find_spec("solo") is None:
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import solo.methods  # noqa: F401
-    except ImportError:
-        return False
-    return True
+            from solo.methods.base import BaseMethod
+    except Exception as err:  # an old release imports pytorch_lightning, a broken one anything
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        return f"the installed solo-learn cannot be imported ({reason}); solo_mlvgm needs {SOLO_NEEDED}"
+    if not issubclass(BaseMethod, pl.LightningModule):
+        return f"the installed solo-learn predates the lightning.pytorch API; solo_mlvgm needs {SOLO_NEEDED}"
+    return None
+
+
+def solo_importable() -> bool:
+    """Whether a usable solo-learn is installed (``backend: auto`` then trains with it); an unusable one
+    is a ``ConfigError`` naming the version needed, never a silent switch to lightly."""
+    problem = solo_problem()
+    if problem is not None:
+        raise ConfigError(f"{problem} (or backend=lightly)")
+    return importlib.util.find_spec("solo") is not None
 
 
 def resolve_backend(requested: str, method: str | None = None) -> Backend:
@@ -113,4 +133,12 @@ def resolve_backend(requested: str, method: str | None = None) -> Backend:
     return solo
 
 
-__all__ = ["SOLO_INSTALL", "Backend", "Splits", "resolve_backend", "solo_importable"]
+__all__ = [
+    "SOLO_INSTALL",
+    "SOLO_NEEDED",
+    "Backend",
+    "Splits",
+    "resolve_backend",
+    "solo_importable",
+    "solo_problem",
+]

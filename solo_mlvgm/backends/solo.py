@@ -36,8 +36,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import logging
+import traceback
 import warnings
 from collections.abc import Iterator
 from functools import cache
@@ -57,9 +59,11 @@ with warnings.catch_warnings():  # solo-learn's imports warn about deprecated to
     from solo.methods import METHODS
     from solo.methods.base import BaseMethod
     from solo.methods.linear import LinearModel
+    from solo.utils.checkpointer import Checkpointer
     from solo.utils.misc import make_contiguous
 
 from solo_mlvgm.backends import Splits
+from solo_mlvgm.backends.solo_config import SoloFileRun
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
@@ -254,7 +258,18 @@ def _parse(
             warnings.simplefilter("ignore")
             return parse_cfg(cfg)
     except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ConfigError(f"solo-learn rejected the config: {type(err).__name__} {err}".strip()) from None
+        raise ConfigError(f"solo-learn rejected the config: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    """One line for an error raised inside solo-learn; a bare ``assert`` is shown by its source line
+    (e.g. ``assert self.whitening_size <= self.batch_size``)."""
+    text = f"{type(err).__name__} {err}".strip().splitlines()[0]
+    if isinstance(err, AssertionError) and not str(err):
+        frames = traceback.extract_tb(err.__traceback__)
+        if frames and frames[-1].line:
+            text = f"{frames[-1].line} failed (in {Path(frames[-1].filename).name})"
+    return text
 
 
 def _optimizer_block(cfg: DictConfig) -> None:
@@ -394,7 +409,7 @@ def build_solo_method(
             model = cls(s)
     except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise ConfigError(
-            f"solo-learn could not build method '{s.method}' from this config: {type(err).__name__} {err}".strip()
+            f"solo-learn could not build method '{s.method}' from this config: {_reason(err)}"
         ) from None
     make_contiguous(model)
     if not s.performance.disable_channel_last:
@@ -444,6 +459,158 @@ def build_linear_model(backbone: nn.Module, feature_dim: int, s: DictConfig) -> 
     if not s.performance.disable_channel_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+# ------------------------------------------------------- solo-learn's own files
+class _FileData(_OurData):
+    """For solo-learn's own config files: solo-learn's backbones stay solo-learn's (ours only add names
+    solo-learn lacks, such as ``convnet6``)."""
+
+    _BACKBONES = BaseMethod._BACKBONES
+
+
+@cache
+def solo_file_method_class(name: str) -> type:
+    """``METHODS[name]`` with our data handling and solo-learn's own backbones (``_FileData``)."""
+    base = METHODS[name]
+    return type(base.__name__, (_FileData, base), {"__module__": __name__, "__qualname__": base.__name__})
+
+
+def method_sources(name: str) -> dict[str, str]:
+    """Source text of solo-learn's classes behind ``method`` (to see which ``method_kwargs`` they read)."""
+    check_method(name)
+    return {
+        c.__qualname__: inspect.getsource(c)
+        for c in METHODS[name].__mro__
+        if c.__module__.startswith("solo.")
+    }
+
+
+def solo_file_cfg(run: SoloFileRun, *, num_classes: int, num_devices: int, num_nodes: int) -> DictConfig:
+    """The file's solo-learn keys through solo-learn's ``parse_cfg``, with the device count and the
+    generator's classes (``data.dataset`` keeps its other meanings)."""
+    s = _plain(run.solo_cfg)
+    s.devices = list(range(int(num_devices)))
+    s.num_nodes = int(num_nodes)
+    s.data.no_labels = int(num_classes) == 0
+    s.checkpoint = {"enabled": False}  # the run's Checkpointer is built from run.checkpoint
+    s.auto_resume = {"enabled": False}  # resolved into run.spec.resume_from
+    s.wandb = {"enabled": False}  # the run's logger is built from run.wandb
+    dataset = str(s.data.get("dataset", "custom"))
+    known = dataset in solo_pretrain_args._N_CLASSES_PER_DATASET
+    s.data.train_path = s.data.get("train_path") or "."
+    if not known:  # solo-learn would count class folders under train_path: the generator has the classes
+        registered = f"mlvgm-{run.spec.generator.name if run.spec.generator else 'data'}"
+        s.data.dataset = registered
+        s = _parse(solo_pretrain_args.parse_cfg, solo_pretrain_args, s, registered, num_classes)
+        s.data.dataset = dataset
+    else:
+        s = _parse(solo_pretrain_args.parse_cfg, solo_pretrain_args, s, None, num_classes)
+    s.data.num_classes = max(1, int(num_classes))
+    if int(num_classes) == 0:
+        s.momentum = {**dict(s.get("momentum") or {}), "classifier": False}
+    return s
+
+
+def build_solo_file_method(
+    run: SoloFileRun, *, num_classes: int, num_devices: int, num_nodes: int
+) -> pl.LightningModule:
+    """solo-learn's method for a solo-learn config file, built as solo-learn's main_pretrain.py does."""
+    s = solo_file_cfg(run, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes)
+    _check_optimizer(s)
+    cls = solo_file_method_class(str(s.method))
+    try:
+        with _quiet_solo():
+            model = cls(s)
+    except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(
+            f"solo-learn could not build method '{s.method}' from this config: {_reason(err)}"
+        ) from None
+    make_contiguous(model)
+    if not s.performance.disable_channel_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_solo_backbone(
+    name: str, kwargs: dict[str, Any], method: str, dataset: str
+) -> tuple[nn.Module, int]:
+    """A backbone as solo-learn's methods build it (``BaseMethod.__init__``): ResNets lose their ``fc``
+    and get the CIFAR stem for cifar datasets. For linear evaluation of a solo-learn file's run."""
+    register_in_solo()
+    if name not in BaseMethod._BACKBONES:
+        raise ConfigError(f"unknown solo-learn backbone '{name}'")
+    with _quiet_solo():
+        net = BaseMethod._BACKBONES[name](method, **kwargs)
+    if name.startswith("resnet"):
+        dim = int(net.inplanes)
+        net.fc = nn.Identity()
+        if dataset in ("cifar10", "cifar100"):
+            net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+            net.maxpool = nn.Identity()
+    else:
+        dim = int(net.num_features)
+    return net, dim
+
+
+class SoloCheckpointer(Checkpointer):
+    """solo-learn's Checkpointer (``checkpoint.dir/frequency/keep_prev``), its folder named after the run
+    (``<dir>/<method>/<run folder name>/``) rather than a random id."""
+
+    def __init__(self, cfg: DictConfig, run_name: str, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
+        self.run_name = run_name
+
+    def initial_setup(self, trainer: pl.Trainer) -> None:
+        self.path = self.logdir / self.run_name
+        self.ckpt_placeholder = f"{self.cfg.name}-{self.run_name}" + "-ep={}.ckpt"
+        self.last_ckpt = None
+        if trainer.is_global_zero:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+
+def file_callbacks_and_loggers(run: SoloFileRun, solo_cfg: DictConfig, run_dir: Path) -> tuple[list, list]:
+    """solo-learn's Checkpointer (when ``checkpoint.enabled``), the LR monitor, and wandb's logger (when
+    ``wandb.enabled``), as solo-learn's main_pretrain.py sets them up."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    callbacks: list = [LearningRateMonitor(logging_interval="step")]
+    loggers: list = []
+    ck = run.checkpoint
+    if ck["enabled"]:
+        callbacks.append(
+            SoloCheckpointer(
+                solo_cfg,
+                run_dir.name,
+                logdir=Path(ck["dir"]) / str(solo_cfg.method),
+                frequency=ck["frequency"],
+                keep_prev=ck["keep_prev"],
+            )
+        )
+    wb = run.wandb
+    if wb["enabled"]:
+        from lightning.pytorch.loggers.wandb import WandbLogger
+
+        loggers.append(
+            WandbLogger(
+                name=str(solo_cfg.name),
+                project=wb["project"],
+                entity=wb["entity"],
+                offline=wb["offline"],
+                save_dir=str(run_dir),
+            )
+        )
+    return callbacks, loggers
+
+
+def watch_in_wandb(trainer: pl.Trainer, method: pl.LightningModule, given: DictConfig) -> None:
+    """As solo-learn's main_pretrain.py: wandb watches the gradients and records the config."""
+    from lightning.pytorch.loggers.wandb import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.watch(method, log="gradients", log_freq=100)
+            logger.log_hyperparams(OmegaConf.to_container(given, resolve=True))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------- backend

@@ -135,13 +135,19 @@ class ContinuousSampling(pl.LightningDataModule):
         (seed, rank, step)."""
         device = self._placed(device)
         rng = torch.Generator(device=device).manual_seed(stream_seed(self.seed, self.rank, step))
-        autocast = (
-            torch.autocast(device.type, dtype=self.autocast_dtype)
-            if device.type == "cuda" and self.autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        with self._autocast(device):
             return self.sampler(self.batch_size, rng)
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The generator's precision: ``autocast_dtype`` on CUDA, fp32 elsewhere."""
+        if device.type == "cuda" and self.autocast_dtype is not None:
+            return torch.autocast(device.type, dtype=self.autocast_dtype)
+        return contextlib.nullcontext()
+
+    def indexes(self, step: int, device: torch.device) -> Tensor:
+        """Global sample numbers of this rank's part of batch ``step`` (solo-learn's ``indexes``)."""
+        start = (step * self.world_size + self.rank) * self.batch_size
+        return torch.arange(start, start + self.batch_size, device=device)
 
     @torch.no_grad()
     def render(self, step: int, device: torch.device | str | None = None) -> Batch:
@@ -152,7 +158,6 @@ class ContinuousSampling(pl.LightningDataModule):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(stream_seed(self.seed, self.rank, step) ^ 0x5EED)
             views = self.augment(torch.cat([pair.anchor, pair.positive]).float()).chunk(2)
-        start = (step * self.world_size + self.rank) * self.batch_size
-        indexes = torch.arange(start, start + self.batch_size, device=device)
+        indexes = self.indexes(step, device)
         targets = pair.labels if pair.labels is not None else torch.full_like(indexes, -1)
         return [indexes, list(views), targets.long()]

@@ -20,13 +20,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from solo_mlvgm.backends import resolve_backend
+from solo_mlvgm.backends import SOLO_INSTALL, resolve_backend, solo_importable
 from solo_mlvgm.data.export import render_labelled
 from solo_mlvgm.data.real import IndexedImageFolder
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.backbones import build_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
 from solo_mlvgm.settings import GeneratorSpec, LinearSpec
+from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor, Tensor, int]:
@@ -59,13 +60,57 @@ def labelled_splits(spec: LinearSpec, run_cfg: DictConfig) -> tuple[Tensor, Tens
     return train_x, train_y, test_x, test_y, k
 
 
+class Renormalized(nn.Module):
+    """A backbone trained on other normalisation statistics than ImageNet's (a solo-learn config file's
+    run, e.g. CIFAR's): the evaluation's ImageNet-normalised images are re-normalised to its own."""
+
+    scale: Tensor
+    shift: Tensor
+
+    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        # x_run = (x * s_in + m_in - m_run) / s_run, per channel
+        scale = torch.tensor(IMAGENET_STD) / torch.tensor(std)
+        shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)) / torch.tensor(std)
+        self.register_buffer("scale", scale[None, :, None, None])
+        self.register_buffer("shift", shift[None, :, None, None])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x * self.scale + self.shift)
+
+
+def rebuild_backbone(payload: dict[str, Any], weights: bool) -> tuple[nn.Module, int]:
+    """The backbone of a ``backbone.pt`` (with its weights, or freshly initialised): ours by name, or
+    solo-learn's own for a run of a solo-learn config file (then solo-learn must be installed)."""
+    solo_learn = payload.get("solo_learn")
+    if solo_learn is None:
+        net, dim = build_backbone(payload["backbone"], payload["small_image_stem"])
+        if weights:
+            net.load_state_dict(payload["state_dict"])
+        return net, dim
+    if not solo_importable():
+        raise ConfigError(
+            f"this backbone comes from a solo-learn config file ({payload['backbone']}, solo-learn's own "
+            f"architecture): evaluating it needs solo-learn; {SOLO_INSTALL}"
+        )
+    from solo_mlvgm.backends.solo import build_solo_backbone
+
+    net, dim = build_solo_backbone(
+        payload["backbone"], dict(solo_learn["kwargs"]), str(solo_learn["method"]), str(solo_learn["dataset"])
+    )
+    if weights:
+        net.load_state_dict(payload["state_dict"])
+    norm = solo_learn["normalization"]
+    return Renormalized(net, list(norm["mean"]), list(norm["std"])), dim
+
+
 def run_linear_eval(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.pretrained``; print and return top-1/top-5 and write ``linear.json`` beside it."""
     spec = LinearSpec.from_config(cfg)  # every setting checked before a backbone is read
     payload = load_backbone_file(cfg.pretrained)
     run_cfg = OmegaConf.create(payload["config"])
-    backbone, feature_dim = build_backbone(payload["backbone"], payload["small_image_stem"])
-    backbone.load_state_dict(payload["state_dict"])
+    backbone, feature_dim = rebuild_backbone(payload, weights=True)
     backend = resolve_backend(spec.backend)
     start = time.perf_counter()
     print(
@@ -86,7 +131,7 @@ def run_linear_eval(cfg: DictConfig) -> dict:
     results: dict[str, Any] = {"backend": backend.name, "pretrained": evaluate(backbone, "pretrained")}
     if cfg.compare_random:
         torch.manual_seed(spec.seed)
-        random_backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
+        random_backbone, _ = rebuild_backbone(payload, weights=False)
         results["random_backbone"] = evaluate(random_backbone, "randomly initialised")
     results["data"] = {
         "source": spec.source,

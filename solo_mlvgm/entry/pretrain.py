@@ -12,17 +12,20 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from solo_mlvgm.backends import Backend, resolve_backend
+from solo_mlvgm.backends import SOLO_INSTALL, Backend, resolve_backend, solo_importable
+from solo_mlvgm.backends.solo_config import GIVEN_FILE, KeyReport, is_solo_file, parse_solo_file
 from solo_mlvgm.data.continuous import ContinuousSampling
+from solo_mlvgm.data.crops import MultiCropSampling
 from solo_mlvgm.data.dali import DaliImageFolder, DaliImageFolderData
 from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.errors import ConfigError
@@ -32,6 +35,16 @@ from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_con
 from solo_mlvgm.settings import PretrainSpec
 from solo_mlvgm.trainer import device_label, make_trainer, progress_settings
 from solo_mlvgm.views.grid import save_level_grid
+
+
+@dataclass
+class SoloFileExtras:
+    """What a run of a solo-learn config file adds: the file as given, the key report, how the backbone
+    is rebuilt for linear evaluation."""
+
+    given: DictConfig
+    keys: KeyReport
+    backbone: dict[str, Any]  # builder, kwargs, method, dataset, normalization (into backbone.pt)
 
 
 @dataclass
@@ -47,6 +60,7 @@ class Pretraining:
     run_dir: Path
     collapse: CollapseMonitor
     record: DictConfig  # the config saved with the run (config.yaml, backbone.pt)
+    solo_file: SoloFileExtras | None = None  # set for a solo-learn config file (data.format=mlvgm)
 
 
 def run_record(method_cfg: DictConfig, spec: PretrainSpec, backend: Backend, num_classes: int) -> DictConfig:
@@ -62,6 +76,8 @@ def run_record(method_cfg: DictConfig, spec: PretrainSpec, backend: Backend, num
 
 def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     """Check and build method, data source and trainer; raise ``ConfigError`` on any bad input."""
+    if is_solo_file(cfg):
+        return build_solo_file_pretraining(cfg, run_dir)
     spec = PretrainSpec.from_config(cfg)
     pl.seed_everything(spec.seed, workers=True, verbose=False)  # before any module draws its weights
     backend = resolve_backend(spec.backend, spec.method)
@@ -90,6 +106,51 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     record = run_record(method_cfg, spec, backend, num_classes)
     return Pretraining(
         cfg, spec, backend, method, data, num_classes, trainer, generator, run_dir, collapse, record
+    )
+
+
+def build_solo_file_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
+    """A solo-learn pretrain config file with ``data.format=mlvgm``: every key honoured or refused
+    (``backends.solo_config``), solo-learn's own method and backbone, its crop groups on rendered views."""
+    if not solo_importable():
+        raise ConfigError(f"a solo-learn config file (data.format=mlvgm) needs solo-learn; {SOLO_INSTALL}")
+    from solo_mlvgm.backends import solo
+
+    backend = resolve_backend("solo")
+    run = parse_solo_file(cfg, run_dir.parent, solo.method_sources(str(cfg.get("method"))))
+    spec = run.spec
+    pl.seed_everything(spec.seed, workers=True, verbose=False)  # before any module draws its weights
+    collapse = CollapseMonitor(spec.collapse_threshold)
+    callbacks, loggers = solo.file_callbacks_and_loggers(run, run.solo_cfg, run_dir)
+    trainer = _build_trainer(spec, run_dir, collapse, callbacks, loggers)
+    assert spec.generator is not None  # parse_solo_file requires one
+    generator = spec.generator.build()
+    data = build_data(spec, generator, trainer)
+    num_classes = 0 if spec.data.num_classes == 0 else int(generator.num_classes)
+    method = solo.build_solo_file_method(
+        run, num_classes=num_classes, num_devices=trainer.num_devices, num_nodes=trainer.num_nodes
+    )
+    if spec.resume_from is not None:
+        check_resume_checkpoint(spec.resume_from, method, spec)
+    if run.wandb["enabled"]:
+        solo.watch_in_wandb(trainer, method, cfg)
+    record = cfg.copy()
+    with open_dict(record):
+        record.backend = backend.name
+        record.data.num_classes = num_classes
+        record.views = spec.views_block
+        record.solo_file_keys = run.keys.as_dict()
+    solo_cfg: DictConfig = method.cfg  # type: ignore[assignment]  # solo-learn's parsed config
+    backbone = {
+        "builder": "solo-learn",
+        "kwargs": OmegaConf.to_container(solo_cfg.backbone.kwargs, resolve=True),
+        "method": spec.method,
+        "dataset": str(solo_cfg.data.dataset),
+        "normalization": {"mean": list(spec.normalization[0]), "std": list(spec.normalization[1])},
+    }
+    extras = SoloFileExtras(cfg.copy(), run.keys, backbone)
+    return Pretraining(
+        cfg, spec, backend, method, data, num_classes, trainer, generator, run_dir, collapse, record, extras
     )
 
 
@@ -143,6 +204,19 @@ def build_data(
 ) -> pl.LightningDataModule:
     """The run's data module: Continuous Sampling from the generator, or an image folder (torch or DALI)."""
     d = spec.data
+    if generator is not None and spec.crops:
+        return MultiCropSampling(
+            generator,
+            spec.views,
+            spec.crops,
+            *spec.normalization,
+            batch_size=spec.batch_size,
+            epoch_size=d.epoch_size,
+            seed=spec.seed,
+            autocast_dtype=d.autocast,
+            channels_last=d.channels_last,
+            world_size=trainer.world_size,
+        )
     if generator is not None:
         return ContinuousSampling(
             generator,
@@ -187,7 +261,13 @@ def _dali_device(device: str, trainer: pl.Trainer) -> str:
     return "gpu" if type(trainer.accelerator).__name__.startswith("CUDA") else "cpu"
 
 
-def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor) -> pl.Trainer:
+def _build_trainer(
+    spec: PretrainSpec,
+    run_dir: Path,
+    collapse: CollapseMonitor,
+    callbacks: list | None = None,
+    loggers: list | None = None,
+) -> pl.Trainer:
     t = spec.trainer
     progress = progress_settings()
     return make_trainer(
@@ -196,7 +276,7 @@ def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor)
         default_root_dir=str(run_dir),
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
-        logger=CSVLogger(str(run_dir), name="", version="logs"),
+        logger=[CSVLogger(str(run_dir), name="", version="logs"), *(loggers or [])],
         callbacks=[
             # every epoch (Lightning saves last.ckpt only beside a saved checkpoint): the latest epoch's
             # file, and last.ckpt linked to it, so a killed run resumes from its last finished epoch
@@ -210,6 +290,7 @@ def _build_trainer(spec: PretrainSpec, run_dir: Path, collapse: CollapseMonitor)
             ),
             collapse,
             *progress["callbacks"],
+            *(callbacks or []),
         ],
         log_every_n_steps=t.log_every_n_steps,
     )
@@ -221,6 +302,8 @@ def _write_start(job: Pretraining) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir / "config.yaml", job.record)
     job.backend.write_run_files(job.method, run_dir)
+    if job.solo_file is not None:
+        save_config(run_dir / GIVEN_FILE, job.solo_file.given)
     print(
         f"backend: {job.backend.describe(job.method)} | method: {spec.method} | backbone: {job.cfg.backbone.name} | "
         f"data: {spec.data.source} | device: {device_label(job.trainer)} | precision: {job.trainer.precision}"
@@ -230,9 +313,19 @@ def _write_start(job: Pretraining) -> None:
         rows = save_level_grid(run_dir / "view_grid.png", job.generator, spec=spec.views, seed=spec.seed)
         print(
             f"generator: {spec.generator.name} with levels {job.generator.level_names}; views '{spec.views.name}': "
-            f"{ {k: v.describe() for k, v in spec.views.perturb.items()} } + pixel '{spec.views.pixel}'"
+            f"{ {k: v.describe() for k, v in spec.views.perturb.items()} } + "
+            + ("the crops below" if spec.crops else f"pixel '{spec.views.pixel}'")
         )
         print(f"view grid ({', '.join(rows)}): {run_dir / 'view_grid.png'}")
+    if spec.crops:
+        mean, std = spec.normalization
+        print(f"crops (solo-learn's augmentations, normalised with mean {mean} std {std}):")
+        for i, group in enumerate(spec.crops):
+            print(f"  group {i}: {group.describe()}")
+        print(f"  every crop after the first is its own positive of the anchor ({spec.views.name} views)")
+    if job.solo_file is not None:
+        for line in job.solo_file.keys.lines():
+            print(line)
     elif spec.views.perturb:
         print(
             f"note: views.perturb {list(spec.views.perturb)} does not apply to image-folder data; "
@@ -245,7 +338,8 @@ def _write_end(job: Pretraining, seconds: float) -> None:
     run_dir, trainer = job.run_dir, job.trainer
     backbone = job.method.backbone
     assert isinstance(backbone, nn.Module)  # both backends' methods hold their backbone here
-    save_backbone(run_dir / BACKBONE_FILE, backbone, job.record)
+    extra = job.solo_file.backbone if job.solo_file is not None else None
+    save_backbone(run_dir / BACKBONE_FILE, backbone, job.record, extra)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     collapse = job.collapse.summary()
     write_json(

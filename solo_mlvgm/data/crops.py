@@ -1,0 +1,83 @@
+"""Continuous Sampling in solo-learn's n-crop format: crop groups (solo-learn's ``augmentations``) applied on
+the device to views rendered every step.
+
+With n crops in all, the first crop is taken from the anchor image and every further crop from its own
+positive: the anchor's planned levels perturbed with a fresh draw per crop (``ViewSampler.views``). So each
+anchor gets n - 1 independent positives, small crops included, for the render cost of one batch of n views
+-- where a file loader can only crop the same image again. Without a perturbation (``views: synth``) every
+crop comes from the anchor image, as with a file loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from solo_mlvgm.data.continuous import Batch, ContinuousSampling
+from solo_mlvgm.data.seeding import stream_seed
+from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.views.crops import CropGroup, build_crop_augment
+from solo_mlvgm.views.sampler import MultiView
+from solo_mlvgm.views.spec import ViewSpec
+
+
+class MultiCropSampling(ContinuousSampling):
+    """Per-device batches ``[indexes, [crop_1, ..., crop_n], targets]``, crops in the groups' order (large
+    crops first, as solo-learn expects); ``views.pixel`` is replaced by the groups' pipelines."""
+
+    def __init__(
+        self,
+        generator: MultiLatentGenerator,
+        spec: ViewSpec,
+        groups: Sequence[CropGroup],
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_size: int,
+        epoch_size: int,
+        seed: int = 0,
+        autocast_dtype: torch.dtype | None = torch.bfloat16,
+        channels_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            generator,
+            spec,
+            batch_size=batch_size,
+            epoch_size=epoch_size,
+            seed=seed,
+            autocast_dtype=autocast_dtype,
+            channels_last=channels_last,
+            rank=rank,
+            world_size=world_size,
+        )
+        self.groups = tuple(groups)
+        self.crop_augments = nn.ModuleList([build_crop_augment(g, mean, std) for g in self.groups])
+        self.augment = self.crop_augments  # moved to the device with the generator
+        self.num_crops = sum(g.num_crops for g in self.groups)
+
+    @torch.no_grad()
+    def draw_views(self, step: int, device: torch.device | str | None = None) -> MultiView:
+        """The un-augmented anchor and positives of global batch ``step`` for this rank (one image per
+        crop): a pure function of (seed, rank, step)."""
+        device = self._placed(device)
+        rng = torch.Generator(device=device).manual_seed(stream_seed(self.seed, self.rank, step))
+        with self._autocast(device):
+            return self.sampler.views(self.batch_size, self.num_crops, rng)
+
+    @torch.no_grad()
+    def render(self, step: int, device: torch.device | str | None = None) -> Batch:
+        views = self.draw_views(step, device)
+        device = views.base.device
+        crops = []
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(stream_seed(self.seed, self.rank, step) ^ 0x5EED)
+            images = iter(views.images)
+            for group, augment in zip(self.groups, self.crop_augments, strict=True):
+                for _ in range(group.num_crops):
+                    crops.append(augment(next(images).float()))
+        indexes = self.indexes(step, device)
+        targets = views.labels if views.labels is not None else torch.full_like(indexes, -1)
+        return [indexes, crops, targets.long()]
