@@ -133,6 +133,7 @@ class DataSpec:
     augment_on: str = "device"
     dali_device: str = "auto"
     num_threads: int = 2
+    repeat_anchors: bool = False  # the same anchors every epoch (solo-learn's DeepClusterV2)
 
     @property
     def uses_generator(self) -> bool:

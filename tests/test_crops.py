@@ -146,3 +146,27 @@ def test_enabled_is_read_for_rrc_only_as_in_solo_learn():
         "augmentations[0].grayscale.enabled",
         "augmentations[0].gaussian_blur.enabled",
     ]
+
+
+def test_repeat_anchors_draws_the_same_anchors_every_epoch_with_new_positives():
+    data = MultiCropSampling(
+        build_generator("toyworld"),
+        ViewSpec.from_config(VIEWS),
+        parse_crop_groups([ASYMMETRIC]),
+        (0.5, 0.5, 0.5),
+        (0.25, 0.25, 0.25),
+        batch_size=6,
+        epoch_size=60,  # 10 steps an epoch
+        seed=3,
+        repeat_anchors=True,
+    )
+    first, next_epoch, other = (
+        data.draw_views(2, "cpu"),
+        data.draw_views(12, "cpu"),
+        data.draw_views(3, "cpu"),
+    )
+    assert torch.equal(first.base, next_epoch.base) and not torch.equal(first.base, other.base)
+    assert torch.equal(first.images[0], next_epoch.images[0])  # the anchor image
+    assert not torch.equal(first.images[1], next_epoch.images[1])  # a new positive
+    assert torch.equal(data.render(2, "cpu")[0], data.render(12, "cpu")[0])  # same sample indexes
+    assert len(data.train_dataloader().dataset) == 60

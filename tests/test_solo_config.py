@@ -93,6 +93,16 @@ def test_every_key_is_honoured_not_applicable_or_not_read():
     assert run.solo_cfg.data.format == "image_folder" and "generator" not in run.solo_cfg
 
 
+def test_a_key_nobody_reads_is_reported_not_dropped():
+    keys = _parse(_cfg(augmentations_cfg="defaults/weak.yaml", max_epoch=3)).keys
+    for key in ("augmentations_cfg", "max_epoch"):
+        assert keys.not_read[key] == "neither solo-learn nor Lightning's Trainer reads it (a typo?)"
+    assert (
+        "key not read: max_epoch (neither solo-learn nor Lightning's Trainer reads it (a typo?))"
+        in keys.lines()
+    )
+
+
 def test_the_file_settings_reach_the_run_spec():
     run = _parse(_cfg(seed=7, accumulate_grad_batches=4, gradient_clip_val=1.0))
     spec = run.spec
@@ -109,6 +119,8 @@ def test_the_file_settings_reach_the_run_spec():
     assert run.checkpoint == {"enabled": True, "dir": "trained_models", "frequency": 1, "keep_prev": False}
     assert _parse(_cfg(data__epoch_size=640)).spec.data.epoch_size == 640
     assert _parse(_cfg()).spec.seed == 5  # solo-learn's default seed
+    assert not _parse(_cfg()).spec.data.repeat_anchors
+    assert _parse(_cfg(method="deepclusterv2")).spec.data.repeat_anchors  # per-index state across epochs
 
 
 def test_our_own_configs_are_not_solo_files():
@@ -123,7 +135,6 @@ def test_our_own_configs_are_not_solo_files():
         ({"knn_eval": {"enabled": True, "k": 20}}, "knn_eval.enabled=True needs a labelled validation split"),
         ({"auto_umap": {"enabled": True}}, "auto_umap.enabled=True needs a labelled validation split"),
         ({"data__fraction": 0.5}, "data.fraction: a fraction of an endless stream has no meaning"),
-        ({"colour": 1}, "colour is neither a solo-learn pretraining key nor a Lightning Trainer argument"),
         ({"logger": False}, "logger is set by solo_mlvgm runs"),
         ({"backend": "lightly"}, "a solo-learn config file trains solo-learn's methods"),
         ({"data__dataset": "custom"}, "data.dataset='custom' has no known size .* \\+data.epoch_size"),

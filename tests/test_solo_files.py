@@ -201,3 +201,80 @@ def test_a_bare_assertion_inside_solo_learn_is_shown_by_its_source_line(tmp_path
         "solo-learn could not build method 'wmse' from this config: "
         "assert self.whitening_size <= self.batch_size failed (in wmse.py)"
     )
+
+
+def test_deepclusterv2_trains_over_epochs_of_fixed_anchors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    overrides = [
+        *COMMAND,
+        "optimizer.batch_size=8",
+        "+data.epoch_size=32",
+        "max_epochs=2",
+        "method_kwargs.num_prototypes=[5,5]",
+    ]
+    cfg = _compose("deepclusterv2.yaml", overrides)
+    run_pretraining(cfg, tmp_path / "run")  # k-means over the first epoch's memory at the second's start
+    job = build_pretraining(cfg, tmp_path / "again")
+    assert job.spec.data.repeat_anchors and len(job.data.train_dataloader().dataset) == 32
+
+
+# The lines a user adds to solo-learn's own main_pretrain.py (README, "solo-learn's own config files"):
+# (anchor in solo-learn's script, what replaces it)
+SCRIPT_EDITS = [
+    (
+        "from solo.methods import METHODS\n",
+        "from solo.methods import METHODS\nfrom solo_mlvgm.backends.solo_config import mlvgm_datamodule\n",
+    ),
+    (
+        "    # validation dataloader for when it is available\n    if ",
+        "    # validation dataloader for when it is available\n"
+        '    if cfg.data.format == "mlvgm":  # solo-mlvgm: Continuous Sampling from a generator\n'
+        "        datamodule, val_loader = mlvgm_datamodule(cfg), None\n"
+        "    elif ",
+    ),
+    (
+        '    # pretrain dataloader\n    if cfg.data.format == "dali":',
+        '    # pretrain dataloader\n    if cfg.data.format == "mlvgm":\n        pass\n    elif cfg.data.format == "dali":',
+    ),
+    (
+        '    if cfg.data.format == "dali":\n        trainer.fit(',
+        '    if cfg.data.format == "mlvgm":\n        trainer.fit(model, ckpt_path=ckpt_path, datamodule=datamodule)\n'
+        '    elif cfg.data.format == "dali":\n        trainer.fit(',
+    ),
+]
+
+
+def test_solo_learns_own_script_trains_on_our_datamodule(tmp_path):
+    script = (CIFAR.parents[2] / "main_pretrain.py").read_text()
+    # Not one of the user's lines: on a CPU, solo-learn's script cannot run as written (parse_cfg takes
+    # len(cfg.devices), a list, which Lightning's CPU accelerator refuses); a GPU user needs no such edit.
+    cpu_only = (
+        "    trainer = Trainer(**trainer_kwargs)",
+        '    trainer_kwargs["devices"] = len(cfg.devices)\n    trainer = Trainer(**trainer_kwargs)',
+    )
+    for anchor, replacement in [*SCRIPT_EDITS, cpu_only]:
+        assert script.count(anchor) == 1, anchor  # solo-learn's script still has the place to edit
+        script = script.replace(anchor, replacement)
+    (tmp_path / "main_pretrain.py").write_text(script)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "main_pretrain.py",
+            "--config-path",
+            str(CIFAR),
+            "--config-name",
+            "simclr.yaml",
+            *[o for o in SMALL if o != "devices=1"],  # solo-learn's script takes len(cfg.devices): a list
+            "auto_resume.enabled=False",
+            "checkpoint.enabled=False",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        # the repository on the path, as an install puts it (a checkout used from its own folder may not)
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # two steps of an epoch of 6,250 batches: cifar10's 50,000 images in batches of 8, from our datamodule
+    assert "2/6250" in done.stdout

@@ -16,11 +16,15 @@ command line) sets into one of three kinds, or refuses it with one line that nam
   size (the dataset's training-set size), while classes come from the generator;
 - **not applicable**: keys of file loaders that Continuous Sampling has no use for (``data.train_path``,
   ``data.val_path``, ``data.num_workers``, ``dali.*``), said so in the run's record and banner;
-- **not read**: ``method_kwargs`` that solo-learn's method class itself never reads (e.g. ``temperature``
-  in solo-learn's ``simsiam.yaml``): they have no effect under solo-learn's own script either.
+- **not read**: keys solo-learn itself never reads, which have no effect under its own script either:
+  ``method_kwargs`` its method class does not read (e.g. ``temperature`` in solo-learn's ``simsiam.yaml``),
+  top-level keys that are neither solo-learn's nor Lightning Trainer arguments (``augmentations_cfg`` in
+  its imagenet-100 ``simsiam.yaml``; a typo shows up here), ``enabled`` in augmentation blocks but ``rrc``.
 
 What this version cannot honour yet is refused when switched on: ``knn_eval``, ``auto_umap`` (they need
 the labelled validation split, not rendered yet), ``wandb`` without the wandb package, ``data.fraction``.
+DeepClusterV2, which keeps cluster assignments per sample index across epochs, gets an epoch of fixed
+anchors (``data.epoch_size`` of them) with new positives and crops every epoch.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from solo_mlvgm.checks import flag, integer, number
+from solo_mlvgm.data.crops import MultiCropSampling
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, check_threshold
 from solo_mlvgm.runs import read_status
@@ -62,6 +67,9 @@ DATASET_MEAN_STD = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "stl10": ((0.4914, 0.4823, 0.4466), (0.247, 0.243, 0.261)),
 }
+# Methods that keep per-sample state from one epoch to the next (DeepClusterV2's cluster assignments by
+# sample index): their epoch is a fixed set of anchors, with new positives and crops every epoch.
+REPEAT_ANCHORS = ("deepclusterv2",)
 # Keys of ours the file may add (config groups and settings of solo_mlvgm).
 OUR_KEYS = ("generator", "views", "backend", "collapse_threshold")
 OUR_DATA_KEYS = ("format", "epoch_size", "autocast", "channels_last")
@@ -112,7 +120,7 @@ class KeyReport:
         }
 
     def lines(self) -> list[str]:
-        out = [f"keys honoured: {len(self.honoured)} (config.yaml, 'keys')"]
+        out = [f"keys honoured: {len(self.honoured)} (config.yaml, solo_file_keys)"]
         out += [f"key not applicable: {k} ({why})" for k, why in self.not_applicable.items()]
         out += [f"key not read: {k} ({why})" for k, why in self.not_read.items()]
         return out
@@ -203,15 +211,8 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
                     "not render yet: set auto_umap.enabled=False"
                 )
             honoured.append(key)
-        else:
-            raise ConfigError(
-                f"{key} is neither a solo-learn pretraining key nor a Lightning Trainer argument: remove it"
-            )
-    if method == "deepclusterv2":
-        raise ConfigError(
-            "method deepclusterv2 clusters a finite dataset whose images come back every epoch; "
-            "data.format=mlvgm renders new images every step, so this version refuses it"
-        )
+        else:  # solo-learn's own files carry such keys (imagenet-100/simsiam.yaml: augmentations_cfg)
+            not_read[key] = "neither solo-learn nor Lightning's Trainer reads it (a typo?)"
     wandb = _wandb_settings(plain)
     entries = list(plain.get("augmentations") or [])
     groups = parse_crop_groups(entries)
@@ -268,6 +269,7 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
             epoch_size=epoch_size,
             autocast=generator_autocast(str(data.get("autocast", "bf16"))),
             channels_last=flag(data.get("channels_last", False), "data.channels_last"),
+            repeat_anchors=method in REPEAT_ANCHORS,
         ),
         trainer=TrainerSpec.from_config(cfg, extra=extra, strategy_default="auto"),
         collapse_threshold=check_threshold(plain.get("collapse_threshold", DEFAULT_THRESHOLD)),
@@ -378,3 +380,56 @@ def _comparable(cfg: Any) -> Any:
     if not isinstance(plain, dict):
         return plain
     return {k: v for k, v in plain.items() if k not in ("resume_from_checkpoint", "auto_resume")}
+
+
+# ------------------------------------------------- solo-learn's own main_pretrain.py
+def mlvgm_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """Continuous Sampling for solo-learn's own ``main_pretrain.py``: the datamodule a solo-learn config with
+    ``data.format=mlvgm``, a ``generator`` block (``+generator=toyworld``) and optionally ``views``
+    describes, after solo-learn's ``parse_cfg``. Crops follow its ``augmentations`` (one positive per crop),
+    normalisation and epoch size its ``data.dataset`` (or ``data.epoch_size``), batches its
+    ``optimizer.batch_size`` per device, randomness its ``seed``; the world size is the trainer's.
+
+    The lines to add to solo-learn's script (README, "solo-learn's own config files")::
+
+        from solo_mlvgm.backends.solo_config import mlvgm_datamodule
+        ...
+        if cfg.data.format == "mlvgm":  # before the validation loader and the data branches
+            datamodule, val_loader = mlvgm_datamodule(cfg), None
+        ...
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    """
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    data = dict(plain.get("data") or {})
+    if data.get("format") != SOLO_FORMAT or "generator" not in plain:
+        raise ConfigError(
+            "mlvgm_datamodule needs data.format=mlvgm and a generator block (+generator=<name>)"
+        )
+    dataset = str(data.get("dataset", "custom"))
+    mean, std = DATASET_MEAN_STD.get(dataset, (IMAGENET_MEAN, IMAGENET_STD))
+    views = ViewSpec.from_config(plain.get("views") or {"name": "synth", "perturb": {}})
+    generator = GeneratorSpec.from_config(cfg.generator).build()
+    classes = data.get("num_classes")  # solo-learn's online classifier, from data.dataset
+    if classes is not None and not data.get("no_labels") and generator.num_classes > int(classes):
+        raise ConfigError(
+            f"solo-learn's online classifier has {classes} classes (data.dataset={dataset}) but generator "
+            f"'{generator_name(cfg)}' has {generator.num_classes}: set data.no_labels=True, or train with "
+            "solo_mlvgm's main_pretrain.py (it takes the generator's classes)"
+        )
+    return MultiCropSampling(
+        generator,
+        views,
+        parse_crop_groups(list(plain.get("augmentations") or [])),
+        mean,
+        std,
+        batch_size=integer(plain["optimizer"]["batch_size"], "optimizer.batch_size", 1),
+        epoch_size=_epoch_size(data, dataset),
+        seed=integer(plain.get("seed", 5), "seed", 0),
+        autocast_dtype=generator_autocast(str(data.get("autocast", "bf16"))),
+        repeat_anchors=str(plain.get("method")) in REPEAT_ANCHORS,
+    )
+
+
+def generator_name(cfg: DictConfig) -> str:
+    return str((cfg.get("generator") or {}).get("name", "?"))

@@ -24,7 +24,7 @@ from solo_mlvgm.views.spec import ViewSpec
 Batch = list  # [indexes LongTensor[B], [view_1, view_2], targets LongTensor[B]]
 
 
-class _BatchTickets:
+class BatchTickets:
     """One ticket per batch of an epoch. A plain iterable, so Lightning never splits it with a sampler, and
     resumable: after a mid-epoch restore it yields only the batches the epoch still owes (Lightning treats an
     iterable with ``state_dict``/``load_state_dict`` as resumable; the position itself lives in the trainer's
@@ -32,6 +32,7 @@ class _BatchTickets:
 
     def __init__(self, steps: int, datamodule: pl.LightningDataModule) -> None:
         self.steps, self.datamodule = steps, datamodule
+        self.dataset: range | None = None  # set where a method reads the dataset's size
 
     def __len__(self) -> int:
         return self.steps
@@ -111,8 +112,8 @@ class ContinuousSampling(pl.LightningDataModule):
         return steps
 
     # ----------------------------------------------------------- lightning
-    def train_dataloader(self) -> _BatchTickets:
-        return _BatchTickets(self.steps_per_epoch, self)
+    def train_dataloader(self) -> BatchTickets:
+        return BatchTickets(self.steps_per_epoch, self)
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
         # The trainer's count of batches made ready so far (restored from checkpoints, mid-epoch too) is

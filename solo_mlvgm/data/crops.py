@@ -6,6 +6,10 @@ positive: the anchor's planned levels perturbed with a fresh draw per crop (``Vi
 anchor gets n - 1 independent positives, small crops included, for the render cost of one batch of n views
 -- where a file loader can only crop the same image again. Without a perturbation (``views: synth``) every
 crop comes from the anchor image, as with a file loader.
+
+``repeat_anchors``: the epoch is a fixed set of anchors, the same base latents at the same sample index
+every epoch, with new positives and crops each time -- for methods that cluster a dataset whose samples
+return every epoch (solo-learn's DeepClusterV2 keeps per-index assignments from one epoch to the next).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from solo_mlvgm.data.continuous import Batch, ContinuousSampling
+from solo_mlvgm.data.continuous import Batch, BatchTickets, ContinuousSampling
 from solo_mlvgm.data.seeding import stream_seed
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.views.crops import CropGroup, build_crop_augment
@@ -41,6 +45,7 @@ class MultiCropSampling(ContinuousSampling):
         channels_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        repeat_anchors: bool = False,
     ) -> None:
         super().__init__(
             generator,
@@ -57,6 +62,17 @@ class MultiCropSampling(ContinuousSampling):
         self.crop_augments = nn.ModuleList([build_crop_augment(g, mean, std) for g in self.groups])
         self.augment = self.crop_augments  # moved to the device with the generator
         self.num_crops = sum(g.num_crops for g in self.groups)
+        self.repeat_anchors = bool(repeat_anchors)
+
+    def train_dataloader(self) -> BatchTickets:
+        tickets = super().train_dataloader()
+        # what solo-learn reads as the dataset's size (DeepClusterV2): the anchors of one epoch, all ranks
+        tickets.dataset = range(self.steps_per_epoch * self.batch_size * self.world_size)
+        return tickets
+
+    def _anchor_step(self, step: int) -> int:
+        """The batch whose anchors batch ``step`` draws: itself, or its place in the epoch."""
+        return step % self.steps_per_epoch if self.repeat_anchors else step
 
     @torch.no_grad()
     def draw_views(self, step: int, device: torch.device | str | None = None) -> MultiView:
@@ -64,8 +80,14 @@ class MultiCropSampling(ContinuousSampling):
         crop): a pure function of (seed, rank, step)."""
         device = self._placed(device)
         rng = torch.Generator(device=device).manual_seed(stream_seed(self.seed, self.rank, step))
+        base = None
+        if self.repeat_anchors:  # the epoch's fixed anchors; the positives' noise still follows ``step``
+            anchors = torch.Generator(device=device).manual_seed(
+                stream_seed(self.seed, self.rank, self._anchor_step(step)) ^ 0xA4C4
+            )
+            base = self.generator.sample_base(self.batch_size, generator=anchors)
         with self._autocast(device):
-            return self.sampler.views(self.batch_size, self.num_crops, rng)
+            return self.sampler.views(self.batch_size, self.num_crops, rng, base=base)
 
     @torch.no_grad()
     def render(self, step: int, device: torch.device | str | None = None) -> Batch:
@@ -78,6 +100,6 @@ class MultiCropSampling(ContinuousSampling):
             for group, augment in zip(self.groups, self.crop_augments, strict=True):
                 for _ in range(group.num_crops):
                     crops.append(augment(next(images).float()))
-        indexes = self.indexes(step, device)
+        indexes = self.indexes(self._anchor_step(step), device)
         targets = views.labels if views.labels is not None else torch.full_like(indexes, -1)
         return [indexes, crops, targets.long()]

@@ -216,6 +216,7 @@ def build_data(
             autocast_dtype=d.autocast,
             channels_last=d.channels_last,
             world_size=trainer.world_size,
+            repeat_anchors=d.repeat_anchors,
         )
     if generator is not None:
         return ContinuousSampling(
@@ -323,6 +324,11 @@ def _write_start(job: Pretraining) -> None:
         for i, group in enumerate(spec.crops):
             print(f"  group {i}: {group.describe()}")
         print(f"  every crop after the first is its own positive of the anchor ({spec.views.name} views)")
+        if spec.data.repeat_anchors:
+            print(
+                f"  {spec.method}: the same {spec.data.epoch_size} anchors every epoch (it keeps per-sample "
+                "state across epochs), new positives and crops each time"
+            )
     if job.solo_file is not None:
         for line in job.solo_file.keys.lines():
             print(line)

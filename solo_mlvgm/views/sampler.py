@@ -51,13 +51,18 @@ class ViewSampler:
         return ViewPair(anchor, positive, labels, pair.base)
 
     @torch.no_grad()
-    def views(self, n: int, num_views: int, rng: torch.Generator | None = None) -> MultiView:
-        """The anchor and ``num_views - 1`` positives of ``n`` fresh base latents: every positive perturbs
-        the planned levels with its own draw (many positives for the cost of one anchor). All are rendered
-        in one generator pass; without a perturbation every view is the anchor image."""
+    def views(
+        self, n: int, num_views: int, rng: torch.Generator | None = None, base: Tensor | None = None
+    ) -> MultiView:
+        """The anchor and ``num_views - 1`` positives of ``n`` fresh base latents (or of ``base``): every
+        positive perturbs the planned levels with its own draw (many positives for the cost of one anchor).
+        All are rendered in one generator pass; without a perturbation every view is the anchor image."""
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
-        first = self.sample_levels(n, rng)
+        if base is None:
+            first = self.sample_levels(n, rng)
+        else:
+            first = latent_pair(self.generator, base, self.plan, rng)
         pairs = [first] + [
             latent_pair(self.generator, first.base, self.plan, rng) for _ in range(num_views - 2)
         ]
