@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.runs import STATUS_FILE, write_status
 
 T = TypeVar("T")
+RUN_DIR_ENV = "SOLO_MLVGM_RUN_DIR"  # the run folder rank 0 chose, for the ranks it starts
 
 
 def run_or_exit(fn: Callable[[], T]) -> T:
@@ -42,9 +44,14 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
     if run_dir.resolve() == Path.cwd().resolve():
         # solo-learn's config files switch hydra's folders off (hydra.run.dir: .): a run still gets its
         # own folder, and the working directory is never written into or removed
-        run_dir = Path("runs") / str(cfg.get("name", "run")) / time.strftime("%Y%m%d-%H%M%S")
-        made = [p for p in (run_dir.parent.parent, run_dir.parent) if not p.exists()]
-        run_dir.mkdir(parents=True, exist_ok=True)
+        chosen = os.environ.get(RUN_DIR_ENV)
+        if chosen and "LOCAL_RANK" in os.environ:  # a DDP rank Lightning started: rank 0's folder
+            run_dir = Path(chosen)
+        else:
+            run_dir = _new_run_dir(Path("runs") / str(cfg.get("name", "run")))
+            made = [p for p in (run_dir.parent.parent, run_dir.parent) if not p.exists()]
+            run_dir.mkdir(parents=True)
+            os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the ranks Lightning starts
     own = {".hydra", f"{hydra.job.name}.log", STATUS_FILE}
     write_status(run_dir, "running")
     try:
@@ -66,6 +73,15 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
         raise
     write_status(run_dir, "finished")
     return result
+
+
+def _new_run_dir(parent: Path) -> Path:
+    """``parent/<start time>``, with a suffix when another run started in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = parent / stamp, 1
+    while run_dir.exists():
+        run_dir, n = parent / f"{stamp}-{n}", n + 1
+    return run_dir
 
 
 def _remove_if_only_hydras(run_dir: Path, hydras: set[str], name: str) -> None:

@@ -134,6 +134,7 @@ class DataSpec:
     dali_device: str = "auto"
     num_threads: int = 2
     repeat_anchors: bool = False  # the same anchors every epoch (solo-learn's DeepClusterV2)
+    val_size: int = 0  # a labelled validation split of this many rendered images (solo-learn files)
 
     @property
     def uses_generator(self) -> bool:

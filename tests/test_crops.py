@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from solo_mlvgm.data.crops import MultiCropSampling
+from solo_mlvgm.data.crops import MultiCropSampling, validation_split
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import build_generator
 from solo_mlvgm.views.crops import CropGroup, build_crop_augment, parse_crop_groups, unread_crop_keys
@@ -170,3 +170,22 @@ def test_repeat_anchors_draws_the_same_anchors_every_epoch_with_new_positives():
     assert not torch.equal(first.images[1], next_epoch.images[1])  # a new positive
     assert torch.equal(data.render(2, "cpu")[0], data.render(12, "cpu")[0])  # same sample indexes
     assert len(data.train_dataloader().dataset) == 60
+
+
+def test_the_validation_split_is_labelled_resized_and_normalised():
+    world = build_generator("toyworld")
+    x, y = validation_split(world, 10, seed=0, size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    again, _ = validation_split(world, 10, seed=0, size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert x.shape == (10, 3, 16, 16) and y.shape == (10,) and y.min() >= 0 and torch.equal(x, again)
+    assert x.min() >= -2.0 and x.max() <= 2.0  # [0, 1] normalised with mean 0.5, std 0.25
+    data = _sampling(VIEWS, [ASYMMETRIC])
+    assert data.val_dataloader() == []  # no split: no validation
+
+
+def test_crops_shrinking_a_large_image_are_antialiased_as_pil_does():
+    stripes = torch.zeros(4, 3, 128, 128)
+    stripes[..., ::2] = 1.0  # one-pixel stripes: only aliasing keeps them visible at a quarter size
+    group = CropGroup(crop_size=32, num_crops=1, crop_min_scale=1.0)
+    out = build_crop_augment(group, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))(stripes)
+    assert out.shape == (4, 3, 32, 32)
+    assert out.std() < 0.05 and abs(out.mean() - 0.5) < 0.05  # a flat grey, as PIL's bicubic gives

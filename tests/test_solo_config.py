@@ -75,7 +75,7 @@ def test_every_key_is_honoured_not_applicable_or_not_read():
     run = _parse(_cfg())
     keys = run.keys
     assert keys.not_read == {"method_kwargs.temperature": "solo-learn's simsiam never reads it"}
-    assert set(keys.not_applicable) == {"data.train_path", "data.val_path", "data.num_workers", "views.pixel"}
+    assert set(keys.not_applicable) == {"data.train_path", "data.num_workers", "views.pixel"}
     for key in (
         "optimizer.lr",
         "augmentations",
@@ -123,6 +123,23 @@ def test_the_file_settings_reach_the_run_spec():
     assert _parse(_cfg(method="deepclusterv2")).spec.data.repeat_anchors  # per-index state across epochs
 
 
+def test_a_val_path_means_a_rendered_validation_split():
+    assert _parse(_cfg()).spec.data.val_size == 5000
+    assert _parse(_cfg(data__val_size=64)).spec.data.val_size == 64
+    assert _parse(_cfg(data__val_path=None)).spec.data.val_size == 0  # solo-learn: no path, no validation
+    assert _parse(_cfg(data__no_labels=True)).spec.data.val_size == 0
+
+
+def test_knn_needs_the_torchmetrics_solo_learn_was_written_for(monkeypatch):
+    import torchmetrics
+
+    monkeypatch.setattr(torchmetrics, "__version__", "1.9.0")
+    with pytest.raises(ConfigError, match="knn_eval.enabled=True needs torchmetrics < 0.12 .* found 1.9.0"):
+        _parse(_cfg(knn_eval={"enabled": True}))
+    monkeypatch.setattr(torchmetrics, "__version__", "0.11.4")
+    assert "knn_eval.enabled" in _parse(_cfg(knn_eval={"enabled": True})).keys.honoured
+
+
 def test_our_own_configs_are_not_solo_files():
     assert is_solo_file(_cfg())
     assert not is_solo_file(OmegaConf.create({"data": {"source": "continuous"}, "views": {}}))
@@ -132,8 +149,11 @@ def test_our_own_configs_are_not_solo_files():
     ("changes", "message"),
     [
         ({"data__format": "image_folder"}, "this is a solo-learn config \\(data.format='image_folder'\\)"),
-        ({"knn_eval": {"enabled": True, "k": 20}}, "knn_eval.enabled=True needs a labelled validation split"),
-        ({"auto_umap": {"enabled": True}}, "auto_umap.enabled=True needs a labelled validation split"),
+        (
+            {"knn_eval": {"enabled": True}, "data__val_path": None},
+            "knn_eval.enabled=True needs the labelled validation split",
+        ),
+        ({"auto_umap": {"enabled": True}}, "auto_umap.enabled=True is not supported with data.format=mlvgm"),
         ({"data__fraction": 0.5}, "data.fraction: a fraction of an endless stream has no meaning"),
         ({"logger": False}, "logger is set by solo_mlvgm runs"),
         ({"backend": "lightly"}, "a solo-learn config file trains solo-learn's methods"),
@@ -175,15 +195,19 @@ def _run_folder(root: Path, name: str, status: str, given, age_hours: float = 0.
     return last
 
 
-def test_auto_resume_finds_the_newest_unfinished_run_of_the_same_config(tmp_path):
+def test_auto_resume_continues_the_newest_run_of_the_same_config_when_it_did_not_finish(tmp_path):
     cfg = _cfg()
     _run_folder(tmp_path, "20260101-000000", "interrupted", cfg)
-    newest = _run_folder(tmp_path, "20260102-000000", "running", cfg)
-    _run_folder(tmp_path, "20260103-000000", "finished", cfg)  # finished: nothing to resume
+    newest = _run_folder(tmp_path, "20260102-000000", "running", cfg)  # killed: still "running"
     _run_folder(tmp_path, "20260104-000000", "failed", _cfg(optimizer__lr=0.1))  # another config
-    _run_folder(tmp_path, "20260105-000000", "interrupted", cfg, age_hours=48)  # older than max_hours
     assert find_resumable(tmp_path, cfg, max_hours=36) == newest
     run = _parse(cfg, tmp_path)
     assert run.auto_resumed == newest and run.spec.resume_from == newest
     assert _parse(_cfg(auto_resume={"enabled": False}), tmp_path).spec.resume_from is None
     assert find_resumable(tmp_path / "none", cfg, 36) is None
+    # the resumed run finished: nothing is resumed again, not even the older interrupted ones
+    _run_folder(tmp_path, "20260103-000000", "finished", cfg)
+    assert find_resumable(tmp_path, cfg, max_hours=36) is None
+    # a newer unfinished run older than max_hours: nothing either
+    _run_folder(tmp_path, "20260105-000000", "interrupted", cfg, age_hours=48)
+    assert find_resumable(tmp_path, cfg, max_hours=36) is None

@@ -4,6 +4,7 @@ solo-learn's Checkpointer, linear evaluation of such a run. Skipped without solo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def test_the_readme_command_trains_solo_learns_simsiam_file(tmp_path):
     assert "backend: solo (solo-learn" in out and "SimSiam" in out and "backbone: resnet18" in out
     assert "key not read: method_kwargs.temperature (solo-learn's simsiam never reads it)" in out
     assert "key not applicable: data.train_path" in out
+    assert "validation: 5000 labelled images from the generator's evaluation stream" in out
     (run,) = (tmp_path / "runs" / "simsiam-cifar10").glob("2*")
     record = OmegaConf.load(run / "config.yaml")
     assert (
@@ -98,11 +100,11 @@ def test_the_readme_command_trains_solo_learns_simsiam_file(tmp_path):
 
 
 def test_a_refused_key_is_one_line_and_writes_nothing(tmp_path):
-    done = _main_pretrain(tmp_path, "simsiam.yaml", *SMALL, "+knn_eval.enabled=True")
+    done = _main_pretrain(tmp_path, "simsiam.yaml", *SMALL, "+auto_umap.enabled=True")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: knn_eval.enabled=True needs a labelled validation split, which data.format=mlvgm does not "
-        "render yet: set knn_eval.enabled=False (evaluate with main_linear.py)"
+        "error: auto_umap.enabled=True is not supported with data.format=mlvgm in this version: set "
+        "auto_umap.enabled=False"
     ]
     assert list(tmp_path.iterdir()) == []
 
@@ -278,3 +280,17 @@ def test_solo_learns_own_script_trains_on_our_datamodule(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     # two steps of an epoch of 6,250 batches: cifar10's 50,000 images in batches of 8, from our datamodule
     assert "2/6250" in done.stdout
+
+
+def test_a_val_path_gives_solo_learns_val_acc1_on_a_rendered_split(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    overrides = [
+        *COMMAND,
+        "optimizer.batch_size=8",
+        "+data.epoch_size=16",
+        "max_epochs=1",
+        "+data.val_size=24",
+    ]
+    run_pretraining(_compose("simclr.yaml", overrides), tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "pretrain.json").read_text())["metrics"]
+    assert 0 <= metrics["val_acc1"] <= 100 and "val_loss" in metrics

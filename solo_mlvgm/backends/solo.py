@@ -603,6 +603,14 @@ def file_callbacks_and_loggers(run: SoloFileRun, solo_cfg: DictConfig, run_dir: 
     return callbacks, loggers
 
 
+def use_parsed_cfg(trainer: pl.Trainer, method: pl.LightningModule) -> None:
+    """solo-learn's Checkpointer records the config as solo-learn parsed it (its args.json is what
+    solo-learn's main_knn.py and main_umap.py rebuild a method from)."""
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, SoloCheckpointer):
+            callback.cfg = method.cfg
+
+
 def watch_in_wandb(trainer: pl.Trainer, method: pl.LightningModule, given: DictConfig) -> None:
     """As solo-learn's main_pretrain.py: wandb watches the gradients and records the config."""
     from lightning.pytorch.loggers.wandb import WandbLogger

@@ -15,14 +15,16 @@ command line) sets into one of three kinds, or refuses it with one line that nam
   ``data.dataset`` keeps its meaning for normalisation, solo-learn's CIFAR ResNet stem and the epoch
   size (the dataset's training-set size), while classes come from the generator;
 - **not applicable**: keys of file loaders that Continuous Sampling has no use for (``data.train_path``,
-  ``data.val_path``, ``data.num_workers``, ``dali.*``), said so in the run's record and banner;
+  ``data.num_workers``, ``dali.*``), said so in the run's record and banner; a ``data.val_path`` means
+  "validate every epoch", on a labelled split rendered from the generator's evaluation stream instead
+  (``data.val_size`` images, 5,000 by default), which gives solo-learn's ``val_acc1`` and kNN;
 - **not read**: keys solo-learn itself never reads, which have no effect under its own script either:
   ``method_kwargs`` its method class does not read (e.g. ``temperature`` in solo-learn's ``simsiam.yaml``),
   top-level keys that are neither solo-learn's nor Lightning Trainer arguments (``augmentations_cfg`` in
   its imagenet-100 ``simsiam.yaml``; a typo shows up here), ``enabled`` in augmentation blocks but ``rrc``.
 
-What this version cannot honour yet is refused when switched on: ``knn_eval``, ``auto_umap`` (they need
-the labelled validation split, not rendered yet), ``wandb`` without the wandb package, ``data.fraction``.
+What this version cannot honour is refused when switched on: ``auto_umap``, ``knn_eval`` without a
+validation split or with torchmetrics >= 0.12, ``wandb`` without the wandb package, ``data.fraction``.
 DeepClusterV2, which keeps cluster assignments per sample index across epochs, gets an epoch of fixed
 anchors (``data.epoch_size`` of them) with new positives and crops every epoch.
 """
@@ -33,7 +35,7 @@ import inspect
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, check_threshold
 from solo_mlvgm.runs import read_status
 from solo_mlvgm.settings import DataSpec, GeneratorSpec, PretrainSpec, TrainerSpec, generator_autocast
-from solo_mlvgm.views.crops import parse_crop_groups, unread_crop_keys
+from solo_mlvgm.views.crops import CropGroup, parse_crop_groups, unread_crop_keys
 from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD
 from solo_mlvgm.views.spec import ViewSpec
 
@@ -72,7 +74,25 @@ DATASET_MEAN_STD = {
 REPEAT_ANCHORS = ("deepclusterv2",)
 # Keys of ours the file may add (config groups and settings of solo_mlvgm).
 OUR_KEYS = ("generator", "views", "backend", "collapse_threshold")
-OUR_DATA_KEYS = ("format", "epoch_size", "autocast", "channels_last")
+OUR_DATA_KEYS = ("format", "epoch_size", "autocast", "channels_last", "val_size")
+DEFAULT_VAL_SIZE = 5000  # images of the validation split rendered when the file names a val_path
+# Blocks that must be mappings when present (a value there is a mistake solo-learn would crash on)
+BLOCKS = (
+    "data",
+    "backbone",
+    "method_kwargs",
+    "optimizer",
+    "scheduler",
+    "momentum",
+    "performance",
+    "checkpoint",
+    "auto_resume",
+    "wandb",
+    "knn_eval",
+    "auto_umap",
+    "generator",
+    "views",
+)
 # Top-level blocks passed unchanged to solo-learn's method class, as its main_pretrain.py does.
 METHOD_BLOCKS = (
     "name",
@@ -88,9 +108,7 @@ METHOD_BLOCKS = (
 OWN_TRAINER_ARGS = ("logger", "callbacks", "enable_checkpointing", "default_root_dir", "enable_progress_bar")
 NOT_APPLICABLE = {
     "data.train_path": "the generator is the training data",
-    "data.val_path": "the generator is the data; no validation loop runs in this version",
     "data.num_workers": "batches are rendered on the training device, no loader workers",
-    "data.no_labels": "labels come from the generator (none: no online classifier)",
     "dali": "DALI reads files; Continuous Sampling renders batches",
     "debug_augmentations": "the crop groups are printed at the start of every run",
     "views.pixel": "the augmentations list makes the pixel part of every view",
@@ -162,6 +180,13 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
         raise ConfigError(
             f"backend={backend}: a solo-learn config file trains solo-learn's methods (backend=solo)"
         )
+    for block in BLOCKS:
+        if block in plain and not isinstance(plain[block], Mapping):
+            raise ConfigError(f"{block} must be a block of keys, got {plain[block]!r}")
+    for key in ("method", "optimizer.batch_size", "augmentations"):
+        head, _, tail = key.partition(".")
+        if plain.get(head) is None or (tail and plain[head].get(tail) is None):
+            raise ConfigError(f"a solo-learn config needs {key}")
     method = str(plain.get("method"))
     honoured: list[str] = []
     not_applicable: dict[str, str] = {}
@@ -188,10 +213,10 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
             honoured.append(key)
         elif top in ("resume_from_checkpoint", "num_nodes") or top in trainer_args:
             honoured.append(key)
-        elif top == "data" and key.split(".")[1] in (*OUR_DATA_KEYS, "dataset"):
+        elif top == "data" and key.split(".")[1] in (*OUR_DATA_KEYS, "dataset", "val_path", "no_labels"):
             honoured.append(key)
         elif top == "data" and key == "data.fraction":
-            if float(value) not in (-1.0, 1.0):
+            if number(value, "data.fraction") not in (-1.0, 1.0):
                 raise ConfigError(
                     "data.fraction: a fraction of an endless stream has no meaning; set the epoch with "
                     "+data.epoch_size=<images>"
@@ -199,16 +224,13 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
             honoured.append(key)
         elif top == "knn_eval":
             if _enabled(plain, "knn_eval"):
-                raise ConfigError(
-                    "knn_eval.enabled=True needs a labelled validation split, which data.format=mlvgm does "
-                    "not render yet: set knn_eval.enabled=False (evaluate with main_linear.py)"
-                )
+                _check_knn(data)
             honoured.append(key)
         elif top == "auto_umap":
             if _enabled(plain, "auto_umap"):
                 raise ConfigError(
-                    "auto_umap.enabled=True needs a labelled validation split, which data.format=mlvgm does "
-                    "not render yet: set auto_umap.enabled=False"
+                    "auto_umap.enabled=True is not supported with data.format=mlvgm in this version: set "
+                    "auto_umap.enabled=False"
                 )
             honoured.append(key)
         else:  # solo-learn's own files carry such keys (imagenet-100/simsiam.yaml: augmentations_cfg)
@@ -218,13 +240,21 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
     groups = parse_crop_groups(entries)
     for key in unread_crop_keys(entries):
         not_read[key] = "solo-learn applies this block when its prob is > 0; it never reads enabled"
+    dataset_name = str(data.get("dataset", "custom"))
+    if dataset_name in DATASET_MEAN_STD or dataset_name.startswith("imagenet"):
+        for i, entry in enumerate(entries):
+            for key in ("mean", "std"):
+                if key in entry:
+                    not_read[f"augmentations[{i}].{key}"] = (
+                        f"solo-learn normalises {dataset_name} with its own statistics"
+                    )
     num_large = sum(g.num_crops for g in groups if g.crop_size == groups[0].crop_size)
     if num_large != 2 and method not in ("wmse", "mae"):
         raise ConfigError(
             f"method '{method}' needs 2 large crops (solo-learn's rule), the augmentations give {num_large}"
         )
     dataset = str(data.get("dataset", "custom"))
-    mean, std = DATASET_MEAN_STD.get(dataset, (IMAGENET_MEAN, IMAGENET_STD))
+    groups, (mean, std) = normalised_groups(groups, dataset)
     epoch_size = _epoch_size(data, dataset)
     generator = GeneratorSpec.from_config(cfg.generator)
     views_block = cfg.get("views") or OmegaConf.create({"name": "synth", "perturb": {}})
@@ -270,13 +300,14 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
             autocast=generator_autocast(str(data.get("autocast", "bf16"))),
             channels_last=flag(data.get("channels_last", False), "data.channels_last"),
             repeat_anchors=method in REPEAT_ANCHORS,
+            val_size=_val_size(data),
         ),
         trainer=TrainerSpec.from_config(cfg, extra=extra, strategy_default="auto"),
         collapse_threshold=check_threshold(plain.get("collapse_threshold", DEFAULT_THRESHOLD)),
         resume_from=Path(str(resume)) if resume else None,
         views_block=views_block,
         crops=groups,
-        normalization=(tuple(mean), tuple(std)),
+        normalization=(mean, std),
     )
     solo_cfg = OmegaConf.create({k: v for k, v in plain.items() if k not in OUR_KEYS})
     assert isinstance(solo_cfg, DictConfig)
@@ -312,6 +343,44 @@ def _method_kwargs_read(sources: Mapping[str, str]) -> set[str]:
         found |= set(re.findall(r"method_kwargs\.(\w+)", text))
         found |= set(re.findall(r"method_kwargs\[\s*[\"'](\w+)[\"']\s*\]", text))
     return found
+
+
+def normalised_groups(
+    groups: tuple[CropGroup, ...], dataset: str
+) -> tuple[tuple[CropGroup, ...], tuple[tuple[float, ...], tuple[float, ...]]]:
+    """solo-learn's normalisation rule: a named dataset's statistics (a group's ``mean``/``std`` are then
+    not read), else the group's own, else ImageNet's. Returns the groups as they normalise and the
+    statistics of the first (recorded for linear evaluation)."""
+    if dataset in DATASET_MEAN_STD or dataset.startswith("imagenet"):
+        mean, std = DATASET_MEAN_STD.get(dataset, (IMAGENET_MEAN, IMAGENET_STD))
+        return tuple(replace(g, mean=None, std=None) for g in groups), (tuple(mean), tuple(std))
+    first = groups[0]
+    return groups, (tuple(first.mean or IMAGENET_MEAN), tuple(first.std or IMAGENET_STD))
+
+
+def _val_size(data: Mapping[str, Any]) -> int:
+    """Images of the labelled validation split: where the file names a ``val_path`` (solo-learn then
+    validates every epoch), rendered from the generator instead; none without a path or labels."""
+    if not data.get("val_path") or flag(data.get("no_labels", False), "data.no_labels"):
+        return 0
+    return integer(data.get("val_size", DEFAULT_VAL_SIZE), "data.val_size", 1)
+
+
+def _check_knn(data: Mapping[str, Any]) -> None:
+    """solo-learn's kNN needs the validation split and torchmetrics < 0.12 (its WeightedKNNClassifier
+    passes ``compute_on_step``, which later torchmetrics refuse)."""
+    if not _val_size(data):
+        raise ConfigError(
+            "knn_eval.enabled=True needs the labelled validation split: give data.val_path (any value)"
+        )
+    import torchmetrics
+
+    major, minor = (int(part) for part in torchmetrics.__version__.split(".")[:2])
+    if (major, minor) >= (0, 12):
+        raise ConfigError(
+            f"knn_eval.enabled=True needs torchmetrics < 0.12 (solo-learn's kNN classifier), found "
+            f"{torchmetrics.__version__}: pip install 'torchmetrics<0.12', or set knn_eval.enabled=False"
+        )
 
 
 def _epoch_size(data: Mapping[str, Any], dataset: str) -> int:
@@ -354,23 +423,23 @@ def _wandb_settings(plain: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def find_resumable(runs_root: Path, cfg: DictConfig, max_hours: float) -> Path | None:
-    """solo-learn's ``auto_resume`` on our run folders: the newest run under ``runs_root`` that did not
-    finish (running when killed, interrupted or failed), is younger than ``max_hours``, was started with
-    the same config, and has a ``checkpoints/last.ckpt``."""
+    """solo-learn's ``auto_resume`` on our run folders: the newest run under ``runs_root`` (folder names
+    are start times) started with the same config; its ``checkpoints/last.ckpt`` when that run did not
+    finish (running when killed, interrupted or failed) and is younger than ``max_hours``. A run that
+    finished -- a resumed one included -- leaves nothing to resume."""
     if not runs_root.is_dir():
         return None
     wanted = _comparable(cfg)
-    now = time.time()
-    for run in sorted((p for p in runs_root.iterdir() if p.is_dir()), reverse=True):
-        last = run / "checkpoints" / "last.ckpt"
-        status = read_status(run)
-        if status not in ("running", "interrupted", "failed") or not last.exists():
-            continue
-        if (now - last.stat().st_mtime) / 3600 > max_hours:
-            continue
+    for run in sorted((p for p in runs_root.iterdir() if p.is_dir() and p.name != "latest"), reverse=True):
         saved = run / GIVEN_FILE
-        if saved.is_file() and _comparable(OmegaConf.load(saved)) == wanted:
-            return last
+        if not saved.is_file() or _comparable(OmegaConf.load(saved)) != wanted:
+            continue
+        last = run / "checkpoints" / "last.ckpt"
+        if read_status(run) not in ("running", "interrupted", "failed") or not last.exists():
+            return None
+        if (time.time() - last.stat().st_mtime) / 3600 > max_hours:
+            return None
+        return last
     return None
 
 
@@ -407,20 +476,22 @@ def mlvgm_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
             "mlvgm_datamodule needs data.format=mlvgm and a generator block (+generator=<name>)"
         )
     dataset = str(data.get("dataset", "custom"))
-    mean, std = DATASET_MEAN_STD.get(dataset, (IMAGENET_MEAN, IMAGENET_STD))
+    groups, (mean, std) = normalised_groups(
+        parse_crop_groups(list(plain.get("augmentations") or [])), dataset
+    )
     views = ViewSpec.from_config(plain.get("views") or {"name": "synth", "perturb": {}})
     generator = GeneratorSpec.from_config(cfg.generator).build()
     classes = data.get("num_classes")  # solo-learn's online classifier, from data.dataset
     if classes is not None and not data.get("no_labels") and generator.num_classes > int(classes):
         raise ConfigError(
             f"solo-learn's online classifier has {classes} classes (data.dataset={dataset}) but generator "
-            f"'{generator_name(cfg)}' has {generator.num_classes}: set data.no_labels=True, or train with "
-            "solo_mlvgm's main_pretrain.py (it takes the generator's classes)"
+            f"'{generator_name(cfg)}' has {generator.num_classes}: train with solo_mlvgm's main_pretrain.py "
+            "(it takes the generator's classes)"
         )
     return MultiCropSampling(
         generator,
         views,
-        parse_crop_groups(list(plain.get("augmentations") or [])),
+        groups,
         mean,
         std,
         batch_size=integer(plain["optimizer"]["batch_size"], "optimizer.batch_size", 1),

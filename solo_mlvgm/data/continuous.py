@@ -119,6 +119,8 @@ class ContinuousSampling(pl.LightningDataModule):
         # The trainer's count of batches made ready so far (restored from checkpoints, mid-epoch too) is
         # the global batch number, so a resumed run continues with exactly the batches it would have seen.
         assert self.trainer is not None  # Lightning calls this hook only while a trainer runs
+        if not self.trainer.training:  # a validation batch (solo-learn files): already images
+            return batch  # type: ignore[return-value]
         return self.render(self.trainer.fit_loop.epoch_loop.batch_progress.total.ready, batch.device)
 
     # ------------------------------------------------------------ sampling

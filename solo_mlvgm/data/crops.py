@@ -17,9 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from solo_mlvgm.data.continuous import Batch, BatchTickets, ContinuousSampling
+from solo_mlvgm.data.export import render_labelled
 from solo_mlvgm.data.seeding import stream_seed
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.views.crops import CropGroup, build_crop_augment
@@ -46,6 +49,7 @@ class MultiCropSampling(ContinuousSampling):
         rank: int | None = None,
         world_size: int | None = None,
         repeat_anchors: bool = False,
+        validation: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__(
             generator,
@@ -63,6 +67,13 @@ class MultiCropSampling(ContinuousSampling):
         self.augment = self.crop_augments  # moved to the device with the generator
         self.num_crops = sum(g.num_crops for g in self.groups)
         self.repeat_anchors = bool(repeat_anchors)
+        self.validation = validation  # normalised labelled images for solo-learn's validation step
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The labelled validation split in solo-learn's ``[X, targets]`` batches (none: an empty list)."""
+        if self.validation is None:
+            return []
+        return DataLoader(TensorDataset(*self.validation), batch_size=self.batch_size, shuffle=False)
 
     def train_dataloader(self) -> BatchTickets:
         tickets = super().train_dataloader()
@@ -70,12 +81,24 @@ class MultiCropSampling(ContinuousSampling):
         tickets.dataset = range(self.steps_per_epoch * self.batch_size * self.world_size)
         return tickets
 
-    def _anchor_step(self, step: int) -> int:
-        """The batch whose anchors batch ``step`` draws: itself, or its place in the epoch."""
-        return step % self.steps_per_epoch if self.repeat_anchors else step
+    def _anchor_step(self, step: int, slot: int | None = None) -> int:
+        """The batch whose anchors batch ``step`` draws: itself, or its place in the epoch (``slot``, the
+        ticket's number, which stays right when Lightning shortens epochs, e.g. ``limit_train_batches``)."""
+        if not self.repeat_anchors:
+            return step
+        return slot if slot is not None else step % self.steps_per_epoch
+
+    def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
+        assert self.trainer is not None  # Lightning calls this hook only while a trainer runs
+        if not self.trainer.training:  # a validation batch: already images
+            return batch  # type: ignore[return-value]
+        step = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        return self.render(step, batch.device, slot=int(batch))
 
     @torch.no_grad()
-    def draw_views(self, step: int, device: torch.device | str | None = None) -> MultiView:
+    def draw_views(
+        self, step: int, device: torch.device | str | None = None, slot: int | None = None
+    ) -> MultiView:
         """The un-augmented anchor and positives of global batch ``step`` for this rank (one image per
         crop): a pure function of (seed, rank, step)."""
         device = self._placed(device)
@@ -83,15 +106,16 @@ class MultiCropSampling(ContinuousSampling):
         base = None
         if self.repeat_anchors:  # the epoch's fixed anchors; the positives' noise still follows ``step``
             anchors = torch.Generator(device=device).manual_seed(
-                stream_seed(self.seed, self.rank, self._anchor_step(step)) ^ 0xA4C4
+                stream_seed(self.seed, self.rank, self._anchor_step(step, slot)) ^ 0xA4C4
             )
             base = self.generator.sample_base(self.batch_size, generator=anchors)
         with self._autocast(device):
             return self.sampler.views(self.batch_size, self.num_crops, rng, base=base)
 
     @torch.no_grad()
-    def render(self, step: int, device: torch.device | str | None = None) -> Batch:
-        views = self.draw_views(step, device)
+    def render(self, step: int, device: torch.device | str | None = None, slot: int | None = None) -> Batch:
+        """The training batch of global batch ``step`` (``slot``: its number within the epoch)."""
+        views = self.draw_views(step, device, slot)
         device = views.base.device
         crops = []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -100,6 +124,24 @@ class MultiCropSampling(ContinuousSampling):
             for group, augment in zip(self.groups, self.crop_augments, strict=True):
                 for _ in range(group.num_crops):
                     crops.append(augment(next(images).float()))
-        indexes = self.indexes(self._anchor_step(step), device)
+        indexes = self.indexes(self._anchor_step(step, slot), device)
         targets = views.labels if views.labels is not None else torch.full_like(indexes, -1)
         return [indexes, crops, targets.long()]
+
+
+def validation_split(
+    generator: MultiLatentGenerator,
+    n: int,
+    seed: int,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> tuple[Tensor, Tensor]:
+    """``n`` labelled, unperturbed images from the generator's evaluation stream (``val``: never drawn for
+    training, nor by the linear evaluation's splits), resized to ``size`` and normalised: what solo-learn's
+    validation transform gives its validation images."""
+    images, labels = render_labelled(generator, n, seed, "val")
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    mean_t, std_t = torch.tensor(mean)[None, :, None, None], torch.tensor(std)[None, :, None, None]
+    return (images - mean_t) / std_t, labels

@@ -27,7 +27,7 @@ from solo_mlvgm.generators import build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.runs import write_json
 
-SPLITS = {"train": 0, "test": 1, "export": 2}
+SPLITS = {"train": 0, "test": 1, "export": 2, "val": 3}  # val: online validation of solo-learn files
 FORMATS = ("png", "jpg")
 JPEG_QUALITY = 95
 MANIFEST = "manifest.json"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
@@ -62,14 +63,18 @@ def labelled_splits(spec: LinearSpec, run_cfg: DictConfig) -> tuple[Tensor, Tens
 
 class Renormalized(nn.Module):
     """A backbone trained on other normalisation statistics than ImageNet's (a solo-learn config file's
-    run, e.g. CIFAR's): the evaluation's ImageNet-normalised images are re-normalised to its own."""
+    run, e.g. CIFAR's): the evaluation's ImageNet-normalised images are re-normalised to its own, and
+    resized to the crop size it trained at."""
 
     scale: Tensor
     shift: Tensor
 
-    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]) -> None:
+    def __init__(
+        self, backbone: nn.Module, mean: list[float], std: list[float], size: int | None = None
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.size = size  # the crop size it trained at: evaluation images are resized to it
         # x_run = (x * s_in + m_in - m_run) / s_run, per channel
         scale = torch.tensor(IMAGENET_STD) / torch.tensor(std)
         shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)) / torch.tensor(std)
@@ -77,6 +82,10 @@ class Renormalized(nn.Module):
         self.register_buffer("shift", shift[None, :, None, None])
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.size is not None and x.shape[-1] != self.size:
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True
+            )
         return self.backbone(x * self.scale + self.shift)
 
 
@@ -102,7 +111,8 @@ def rebuild_backbone(payload: dict[str, Any], weights: bool) -> tuple[nn.Module,
     if weights:
         net.load_state_dict(payload["state_dict"])
     norm = solo_learn["normalization"]
-    return Renormalized(net, list(norm["mean"]), list(norm["std"])), dim
+    size = solo_learn.get("crop_size")
+    return Renormalized(net, list(norm["mean"]), list(norm["std"]), int(size) if size else None), dim
 
 
 def run_linear_eval(cfg: DictConfig) -> dict:

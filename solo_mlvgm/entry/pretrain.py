@@ -25,7 +25,7 @@ from torch import nn
 from solo_mlvgm.backends import SOLO_INSTALL, Backend, resolve_backend, solo_importable
 from solo_mlvgm.backends.solo_config import GIVEN_FILE, KeyReport, is_solo_file, parse_solo_file
 from solo_mlvgm.data.continuous import ContinuousSampling
-from solo_mlvgm.data.crops import MultiCropSampling
+from solo_mlvgm.data.crops import MultiCropSampling, validation_split
 from solo_mlvgm.data.dali import DaliImageFolder, DaliImageFolderData
 from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.errors import ConfigError
@@ -132,6 +132,7 @@ def build_solo_file_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     )
     if spec.resume_from is not None:
         check_resume_checkpoint(spec.resume_from, method, spec)
+    solo.use_parsed_cfg(trainer, method)  # solo-learn's Checkpointer writes args.json from it
     if run.wandb["enabled"]:
         solo.watch_in_wandb(trainer, method, cfg)
     record = cfg.copy()
@@ -147,6 +148,7 @@ def build_solo_file_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         "method": spec.method,
         "dataset": str(solo_cfg.data.dataset),
         "normalization": {"mean": list(spec.normalization[0]), "std": list(spec.normalization[1])},
+        "crop_size": spec.crops[0].crop_size,  # the size it trained at (a ViT takes no other)
     }
     extras = SoloFileExtras(cfg.copy(), run.keys, backbone)
     return Pretraining(
@@ -217,6 +219,11 @@ def build_data(
             channels_last=d.channels_last,
             world_size=trainer.world_size,
             repeat_anchors=d.repeat_anchors,
+            validation=validation_split(
+                generator, d.val_size, spec.seed, spec.crops[0].crop_size, *spec.normalization
+            )
+            if d.val_size
+            else None,
         )
     if generator is not None:
         return ContinuousSampling(
@@ -323,7 +330,15 @@ def _write_start(job: Pretraining) -> None:
         print(f"crops (solo-learn's augmentations, normalised with mean {mean} std {std}):")
         for i, group in enumerate(spec.crops):
             print(f"  group {i}: {group.describe()}")
-        print(f"  every crop after the first is its own positive of the anchor ({spec.views.name} views)")
+        if spec.views.perturb:
+            print(f"  every crop after the first is its own positive of the anchor ({spec.views.name} views)")
+        else:
+            print(f"  every crop is cut from the anchor image ({spec.views.name} views perturb no level)")
+        if spec.data.val_size:
+            print(
+                f"  validation: {spec.data.val_size} labelled images from the generator's evaluation stream, "
+                f"every epoch (solo-learn's val_acc1)"
+            )
         if spec.data.repeat_anchors:
             print(
                 f"  {spec.method}: the same {spec.data.epoch_size} anchors every epoch (it keeps per-sample "
@@ -332,7 +347,7 @@ def _write_start(job: Pretraining) -> None:
     if job.solo_file is not None:
         for line in job.solo_file.keys.lines():
             print(line)
-    elif spec.views.perturb:
+    if job.generator is None and spec.views.perturb:
         print(
             f"note: views.perturb {list(spec.views.perturb)} does not apply to image-folder data; "
             f"only pixel preset '{spec.views.pixel}' is used"

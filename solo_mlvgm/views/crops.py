@@ -15,7 +15,7 @@ A solo-learn pretraining config lists crop groups, each with its own pipeline an
 
 ``CropGroup.from_config`` parses one entry (every key checked, one-line errors); ``build_crop_augment``
 makes the per-sample pipeline of solo-learn's ``build_transform_pipeline`` in kornia: bicubic random resized
-crop (or a resize), colour jitter with probability, grayscale, Gaussian blur (sigma in [0.1, 2]),
+crop (or a resize), antialiased like PIL's when it shrinks, colour jitter with probability, grayscale, Gaussian blur (sigma in [0.1, 2]),
 solarisation (threshold 0.5), equalisation, horizontal flip, then normalisation. Images in [0, 1] go in,
 normalised crops come out; the same group runs on a GPU as on a CPU.
 """
@@ -29,6 +29,7 @@ from typing import Any
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from solo_mlvgm.checks import integer, number
@@ -178,10 +179,9 @@ def build_crop_augment(
     size = (group.crop_size, group.crop_size)
     ops: list[nn.Module] = []
     if group.rrc:
-        scale = (group.crop_min_scale, group.crop_max_scale)
-        ops.append(K.RandomResizedCrop(size, scale=scale, resample="BICUBIC"))
+        ops.append(AntialiasedResizedCrop(group.crop_size, (group.crop_min_scale, group.crop_max_scale)))
     else:
-        ops.append(K.Resize(size, resample="BICUBIC"))
+        ops.append(K.Resize(size, resample="BICUBIC", antialias=True))
     ops.append(_Clamp())  # bicubic resampling overshoots [0, 1]; PIL's clips
     if group.color_jitter_prob > 0:
         ops.append(
@@ -204,6 +204,32 @@ def build_crop_augment(
         K.Normalize(mean=torch.tensor(group.mean or tuple(mean)), std=torch.tensor(group.std or tuple(std)))
     )
     return nn.Sequential(*ops)
+
+
+class AntialiasedResizedCrop(nn.Module):
+    """kornia's random resized crop (its box sampling, per sample), resized like PIL: bicubic with
+    antialiasing when a box is larger than the output (a generator rendering above the crop size), so
+    small crops of large images do not alias. Boxes no larger than the output take kornia's batched path."""
+
+    def __init__(self, size: int, scale: tuple[float, float]) -> None:
+        super().__init__()
+        self.size = int(size)
+        self.crop = K.RandomResizedCrop((self.size, self.size), scale=scale, resample="BICUBIC")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if max(x.shape[-2:]) <= self.size:  # every box upsamples: nothing to antialias
+            return self.crop(x)
+        boxes = self.crop.forward_parameters(x.shape)["src"].round().long()  # [B, 4, 2] corners (x, y)
+        out = []
+        for image, box in zip(x, boxes, strict=True):
+            (x0, y0), (x1, y1) = box[0].tolist(), box[2].tolist()
+            patch = image[None, :, y0 : y1 + 1, x0 : x1 + 1]
+            out.append(
+                F.interpolate(
+                    patch, size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True
+                )
+            )
+        return torch.cat(out)
 
 
 class _Clamp(nn.Module):
