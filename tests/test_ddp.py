@@ -121,7 +121,7 @@ def test_a_run_stopped_with_ctrl_c_says_so_and_is_not_latest(tmp_path):
     finished = _pretrain(tmp_path / "finished", "max_epochs=1")
     assert finished.wait(timeout=600) == 0
     run_dir = tmp_path / "stopped"
-    run = _pretrain(run_dir)
+    run = _pretrain(run_dir, "max_epochs=30")  # long: the signal lands in training even on a loaded machine
     metrics = run_dir / "logs" / "metrics.csv"
     deadline = time.monotonic() + 600
     while not metrics.exists() and run.poll() is None and time.monotonic() < deadline:
