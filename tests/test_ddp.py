@@ -84,6 +84,9 @@ def _pretrain(run_dir: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal, even when the tests run in the background (a shell starts background
+        # jobs with SIGINT ignored, and Python then never turns it into KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -402,8 +402,13 @@ def build_solo_method(
     """``solo.methods.METHODS[cfg.method]`` (with ``_OurData``) built from our run config, as solo's
     main_pretrain.py builds it: parse_cfg, construction, make_contiguous, channels_last."""
     s = solo_pretrain_cfg(cfg, spec, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes)
+    return _construct(solo_method_class(str(s.method)), s)
+
+
+def _construct(cls: type, s: DictConfig) -> pl.LightningModule:
+    """As solo-learn's main_pretrain.py: the optimiser's kwargs checked, construction (its bare assertions
+    as one ``ConfigError`` line), make_contiguous, channels_last."""
     _check_optimizer(s)
-    cls = solo_method_class(str(s.method))
     try:
         with _quiet_solo():
             model = cls(s)
@@ -517,19 +522,7 @@ def build_solo_file_method(
 ) -> pl.LightningModule:
     """solo-learn's method for a solo-learn config file, built as solo-learn's main_pretrain.py does."""
     s = solo_file_cfg(run, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes)
-    _check_optimizer(s)
-    cls = solo_file_method_class(str(s.method))
-    try:
-        with _quiet_solo():
-            model = cls(s)
-    except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ConfigError(
-            f"solo-learn could not build method '{s.method}' from this config: {_reason(err)}"
-        ) from None
-    make_contiguous(model)
-    if not s.performance.disable_channel_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return _construct(solo_file_method_class(str(s.method)), s)
 
 
 def build_solo_backbone(
