@@ -172,13 +172,15 @@ def test_repeat_anchors_draws_the_same_anchors_every_epoch_with_new_positives():
     assert len(data.train_dataloader().dataset) == 60
 
 
-def test_the_validation_split_is_labelled_resized_and_normalised():
+def test_the_validation_split_is_labelled_then_resized_and_normalised_per_batch():
     world = build_generator("toyworld")
-    x, y = validation_split(world, 10, seed=0, size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    again, _ = validation_split(world, 10, seed=0, size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    assert x.shape == (10, 3, 16, 16) and y.shape == (10,) and y.min() >= 0 and torch.equal(x, again)
-    assert x.min() >= -2.0 and x.max() <= 2.0  # [0, 1] normalised with mean 0.5, std 0.25
-    data = _sampling(VIEWS, [ASYMMETRIC])
+    x, y = validation_split(world, 10, seed=0)
+    again, _ = validation_split(world, 10, seed=0)
+    assert x.dtype == torch.uint8 and x.shape == (10, 3, 32, 32) and torch.equal(x, again)
+    assert y.shape == (10,) and y.min() >= 0
+    data = _sampling(VIEWS, [{**ASYMMETRIC, "crop_size": 16}])
+    out = data.validation_transform(x)
+    assert out.shape == (10, 3, 16, 16) and out.min() >= -2.0 and out.max() <= 2.0  # mean 0.5, std 0.25
     assert data.val_dataloader() == []  # no split: no validation
 
 

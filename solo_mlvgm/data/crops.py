@@ -67,7 +67,9 @@ class MultiCropSampling(ContinuousSampling):
         self.augment = self.crop_augments  # moved to the device with the generator
         self.num_crops = sum(g.num_crops for g in self.groups)
         self.repeat_anchors = bool(repeat_anchors)
-        self.validation = validation  # normalised labelled images for solo-learn's validation step
+        self.validation = validation  # uint8 labelled images (validation_split) for solo-learn's validation
+        self.val_size = self.groups[0].crop_size
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def val_dataloader(self) -> DataLoader | list:
         """The labelled validation split in solo-learn's ``[X, targets]`` batches (none: an empty list)."""
@@ -90,10 +92,24 @@ class MultiCropSampling(ContinuousSampling):
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
         assert self.trainer is not None  # Lightning calls this hook only while a trainer runs
-        if not self.trainer.training:  # a validation batch: already images
-            return batch  # type: ignore[return-value]
+        if not self.trainer.training:  # a validation batch [uint8 images, labels]
+            images, labels = batch
+            return [self.validation_transform(images), labels]
         step = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
         return self.render(step, batch.device, slot=int(batch))
+
+    @torch.no_grad()
+    def validation_transform(self, images: Tensor) -> Tensor:
+        """solo-learn's validation transform on the device: uint8 images resized to the large crop size
+        (antialiased) and normalised as the crops are."""
+        x = images.float() / 255
+        if x.shape[-1] != self.val_size:
+            x = F.interpolate(
+                x, size=(self.val_size, self.val_size), mode="bicubic", align_corners=False, antialias=True
+            )
+        mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
+        std = torch.tensor(self.std, device=x.device)[None, :, None, None]
+        return (x.clamp(0, 1) - mean) / std
 
     @torch.no_grad()
     def draw_views(
@@ -129,19 +145,9 @@ class MultiCropSampling(ContinuousSampling):
         return [indexes, crops, targets.long()]
 
 
-def validation_split(
-    generator: MultiLatentGenerator,
-    n: int,
-    seed: int,
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-) -> tuple[Tensor, Tensor]:
+def validation_split(generator: MultiLatentGenerator, n: int, seed: int) -> tuple[Tensor, Tensor]:
     """``n`` labelled, unperturbed images from the generator's evaluation stream (``val``: never drawn for
-    training, nor by the linear evaluation's splits), resized to ``size`` and normalised: what solo-learn's
-    validation transform gives its validation images."""
+    training, nor by the linear evaluation's splits), kept as uint8 at the generator's resolution, as image
+    files would be (``MultiCropSampling.validation_transform`` resizes and normalises each batch)."""
     images, labels = render_labelled(generator, n, seed, "val")
-    if images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-    mean_t, std_t = torch.tensor(mean)[None, :, None, None], torch.tensor(std)[None, :, None, None]
-    return (images - mean_t) / std_t, labels
+    return images.mul(255).round().clamp(0, 255).to(torch.uint8), labels

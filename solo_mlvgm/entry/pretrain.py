@@ -219,11 +219,7 @@ def build_data(
             channels_last=d.channels_last,
             world_size=trainer.world_size,
             repeat_anchors=d.repeat_anchors,
-            validation=validation_split(
-                generator, d.val_size, spec.seed, spec.crops[0].crop_size, *spec.normalization
-            )
-            if d.val_size
-            else None,
+            validation=validation_split(generator, d.val_size, spec.seed) if d.val_size else None,
         )
     if generator is not None:
         return ContinuousSampling(
