@@ -153,7 +153,10 @@ def test_our_own_configs_are_not_solo_files():
             {"knn_eval": {"enabled": True}, "data__val_path": None},
             "knn_eval.enabled=True needs the labelled validation split",
         ),
-        ({"auto_umap": {"enabled": True}}, "auto_umap.enabled=True is not supported with data.format=mlvgm"),
+        (
+            {"auto_umap": {"enabled": True}, "data__val_path": None},
+            "auto_umap.enabled=True needs the labelled validation split",
+        ),
         ({"data__fraction": 0.5}, "data.fraction: a fraction of an endless stream has no meaning"),
         ({"logger": False}, "logger is set by solo_mlvgm runs"),
         ({"backend": "lightly"}, "a solo-learn config file trains solo-learn's methods"),

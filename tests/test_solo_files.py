@@ -100,11 +100,11 @@ def test_the_readme_command_trains_solo_learns_simsiam_file(tmp_path):
 
 
 def test_a_refused_key_is_one_line_and_writes_nothing(tmp_path):
-    done = _main_pretrain(tmp_path, "simsiam.yaml", *SMALL, "+auto_umap.enabled=True")
+    done = _main_pretrain(tmp_path, "simsiam.yaml", *SMALL, "+data.fraction=0.5")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: auto_umap.enabled=True is not supported with data.format=mlvgm in this version: set "
-        "auto_umap.enabled=False"
+        "error: data.fraction: a fraction of an endless stream has no meaning; set the epoch with "
+        "+data.epoch_size=<images>"
     ]
     assert list(tmp_path.iterdir()) == []
 
@@ -294,3 +294,19 @@ def test_a_val_path_gives_solo_learns_val_acc1_on_a_rendered_split(tmp_path, mon
     run_pretraining(_compose("simclr.yaml", overrides), tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "pretrain.json").read_text())["metrics"]
     assert 0 <= metrics["val_acc1"] <= 100 and "val_loss" in metrics
+
+
+def test_auto_umap_plots_the_validation_split(tmp_path, monkeypatch):
+    for module in ("umap", "seaborn", "pandas", "wandb"):
+        pytest.importorskip(module, reason=f"{module} is not installed (solo-learn's AutoUMAP needs it)")
+    monkeypatch.chdir(tmp_path)
+    overrides = [
+        *COMMAND,
+        "optimizer.batch_size=8",
+        "+data.epoch_size=16",
+        "max_epochs=1",
+        "+data.val_size=64",
+        "+auto_umap.enabled=True",
+    ]
+    run_pretraining(_compose("simsiam.yaml", overrides), tmp_path / "run")
+    assert list((tmp_path / "auto_umap" / "simsiam" / "run").glob("*-ep=0.pdf"))

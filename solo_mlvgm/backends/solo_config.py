@@ -23,14 +23,16 @@ command line) sets into one of three kinds, or refuses it with one line that nam
   top-level keys that are neither solo-learn's nor Lightning Trainer arguments (``augmentations_cfg`` in
   its imagenet-100 ``simsiam.yaml``; a typo shows up here), ``enabled`` in augmentation blocks but ``rrc``.
 
-What this version cannot honour is refused when switched on: ``auto_umap``, ``knn_eval`` without a
-validation split or with torchmetrics >= 0.12, ``wandb`` without the wandb package, ``data.fraction``.
+What this version cannot honour is refused when switched on: ``auto_umap`` and ``knn_eval`` without a
+validation split or without what they need (umap-learn, seaborn, pandas; torchmetrics < 0.12), ``wandb``
+without the wandb package, ``data.fraction``.
 DeepClusterV2, which keeps cluster assignments per sample index across epochs, gets an epoch of fixed
 anchors (``data.epoch_size`` of them) with new positives and crops every epoch.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import re
 import time
@@ -153,6 +155,7 @@ class SoloFileRun:
     solo_cfg: DictConfig  # the file's solo-learn keys, before solo-learn's parse_cfg
     keys: KeyReport
     checkpoint: dict[str, Any]  # solo-learn's Checkpointer settings (enabled, dir, frequency, keep_prev)
+    umap: dict[str, Any]  # solo-learn's AutoUMAP settings (enabled, dir, frequency)
     wandb: dict[str, Any]  # enabled, project, entity, offline
     auto_resumed: Path | None  # the checkpoint auto_resume found, if any
 
@@ -228,10 +231,7 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
             honoured.append(key)
         elif top == "auto_umap":
             if _enabled(plain, "auto_umap"):
-                raise ConfigError(
-                    "auto_umap.enabled=True is not supported with data.format=mlvgm in this version: set "
-                    "auto_umap.enabled=False"
-                )
+                _check_umap(data)
             honoured.append(key)
         else:  # solo-learn's own files carry such keys (imagenet-100/simsiam.yaml: augmentations_cfg)
             not_read[key] = "neither solo-learn nor Lightning's Trainer reads it (a typo?)"
@@ -315,7 +315,13 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
         solo_cfg.data.pop(key, None)
     solo_cfg.data.format = "image_folder"  # what solo-learn's parse_cfg knows; the data are ours
     report = KeyReport(tuple(honoured), not_applicable, not_read)
-    return SoloFileRun(spec, solo_cfg, report, checkpoint, wandb, auto_resumed)
+    umap = dict(plain.get("auto_umap") or {})
+    umap_settings = {
+        "enabled": _enabled(plain, "auto_umap"),
+        "dir": str(umap.get("dir", "auto_umap")),
+        "frequency": integer(umap.get("frequency", 1), "auto_umap.frequency", 1),
+    }
+    return SoloFileRun(spec, solo_cfg, report, checkpoint, umap_settings, wandb, auto_resumed)
 
 
 # --------------------------------------------------------------------- parts
@@ -364,6 +370,20 @@ def _val_size(data: Mapping[str, Any]) -> int:
     if not data.get("val_path") or flag(data.get("no_labels", False), "data.no_labels"):
         return 0
     return integer(data.get("val_size", DEFAULT_VAL_SIZE), "data.val_size", 1)
+
+
+def _check_umap(data: Mapping[str, Any]) -> None:
+    """solo-learn's AutoUMAP plots the validation split's features with umap-learn, seaborn and pandas."""
+    if not _val_size(data):
+        raise ConfigError(
+            "auto_umap.enabled=True needs the labelled validation split: give data.val_path (any value)"
+        )
+    missing = [m for m in ("umap", "seaborn", "pandas", "wandb") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"auto_umap.enabled=True needs {', '.join(missing)} (pip install umap-learn seaborn pandas wandb: solo-learn's AutoUMAP imports them), "
+            "or set auto_umap.enabled=False"
+        )
 
 
 def _check_knn(data: Mapping[str, Any]) -> None:

@@ -75,7 +75,18 @@ class MultiCropSampling(ContinuousSampling):
         """The labelled validation split in solo-learn's ``[X, targets]`` batches (none: an empty list)."""
         if self.validation is None:
             return []
-        return DataLoader(TensorDataset(*self.validation), batch_size=self.batch_size, shuffle=False)
+        return DataLoader(
+            TensorDataset(*self.validation),
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=self._collate_val,
+        )
+
+    def _collate_val(self, samples: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
+        """Float images ready for the model, also for callbacks that read the loader directly (solo-learn's
+        AutoUMAP does, skipping the batch-transfer hook)."""
+        images, labels = zip(*samples, strict=True)
+        return [self.validation_transform(torch.stack(images)), torch.stack(labels)]
 
     def train_dataloader(self) -> BatchTickets:
         tickets = super().train_dataloader()
@@ -92,16 +103,15 @@ class MultiCropSampling(ContinuousSampling):
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
         assert self.trainer is not None  # Lightning calls this hook only while a trainer runs
-        if not self.trainer.training:  # a validation batch [uint8 images, labels]
-            images, labels = batch
-            return [self.validation_transform(images), labels]
+        if not self.trainer.training:  # a validation batch, made ready by the loader
+            return batch  # type: ignore[return-value]
         step = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
         return self.render(step, batch.device, slot=int(batch))
 
     @torch.no_grad()
     def validation_transform(self, images: Tensor) -> Tensor:
-        """solo-learn's validation transform on the device: uint8 images resized to the large crop size
-        (antialiased) and normalised as the crops are."""
+        """solo-learn's validation transform: uint8 images resized to the large crop size (antialiased) and
+        normalised as the crops are."""
         x = images.float() / 255
         if x.shape[-1] != self.val_size:
             x = F.interpolate(
