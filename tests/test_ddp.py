@@ -49,8 +49,9 @@ class RecordBatches(pl.Callback):
 def test_two_ranks_draw_different_latents_and_share_negatives(tmp_path):
     out = tmp_path / "records"
     out.mkdir()
-    cfg = compose_cfg(
-        "mlvgm_simclr", [*TINY, "accelerator=cpu", "devices=2", "strategy=ddp_spawn", "max_steps=2"]
+    cfg = compose_cfg(  # our SimCLR (backend=lightly): the test reads its loss module
+        "mlvgm_simclr",
+        [*TINY, "accelerator=cpu", "devices=2", "strategy=ddp_spawn", "max_steps=2", "backend=lightly"],
     )
     job = build_pretraining(cfg, tmp_path / "run")
     job.trainer.callbacks.append(RecordBatches(out))

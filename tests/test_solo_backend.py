@@ -204,3 +204,12 @@ def test_solo_linear_evaluation_of_our_backbone(tmp_path, capsys):
     assert results["backend"] == "solo" and 0 <= results["pretrained"]["top1"] <= 100
     assert results["pretrained"]["top5"] >= results["pretrained"]["top1"]
     assert "solo-learn linear (convnet6, simclr pretrained)" in capsys.readouterr().out
+
+
+def test_solo_learns_methods_survive_ddp_spawn(tmp_path):
+    """ddp_spawn pickles the module: our composed solo-learn classes and backbone factories must pickle."""
+    cfg = compose_cfg("mlvgm_simclr", [*SOLO, "accelerator=cpu", "devices=2", "strategy=ddp_spawn"])
+    job = build_pretraining(cfg, tmp_path / "run")
+    job.trainer.fit(job.method, datamodule=job.data)  # trained in two spawned processes
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 2

@@ -87,22 +87,25 @@ def solo_version() -> str:
 
 
 # ------------------------------------------------------------------ backbones
-def _solo_backbone(name: str):
+class OurBackbone:
     """A solo-style backbone factory ``(method, **kwargs) -> module`` for one of our backbones: the same
-    architecture and state-dict keys on both backends, with ``num_features`` as solo reads it."""
+    architecture and state-dict keys on both backends, with ``num_features`` as solo reads it. A class,
+    not a closure: solo-learn keeps the factory on the module, which ddp_spawn pickles."""
 
-    def build(method: str | None = None, small_image_stem: bool = False, **kwargs: Any) -> nn.Module:
+    def __init__(self, name: str) -> None:
+        self.name = self.__name__ = name
+
+    def __call__(self, method: str | None = None, small_image_stem: bool = False, **kwargs: Any) -> nn.Module:
         if kwargs:
-            raise TypeError(f"backbone '{name}' takes no kwargs {sorted(kwargs)} (only small_image_stem)")
-        net, dim = build_backbone(name, bool(small_image_stem))
+            raise TypeError(
+                f"backbone '{self.name}' takes no kwargs {sorted(kwargs)} (only small_image_stem)"
+            )
+        net, dim = build_backbone(self.name, bool(small_image_stem))
         net.num_features = dim  # type: ignore[assignment]  # solo reads num_features (ResNets: inplanes)
         return net
 
-    build.__name__ = name
-    return build
 
-
-OUR_BACKBONES = {name: _solo_backbone(name) for name in BACKBONES}
+OUR_BACKBONES = {name: OurBackbone(name) for name in BACKBONES}
 
 
 class SoloMIQuant(MIQuant):
@@ -188,8 +191,26 @@ class _OurData(_SoloBase):
 @cache
 def solo_method_class(name: str) -> type:
     """``METHODS[name]`` with our data handling mixed in (``_OurData``)."""
+    return _compose(name, _OurData, OURS_PREFIX)
+
+
+OURS_PREFIX, FILE_PREFIX = "_ours_", "_file_"
+
+
+def _compose(name: str, mixin: type, prefix: str) -> type:
+    """A solo-learn method class with ``mixin`` first, named so that pickle finds it again in a fresh
+    process (ddp_spawn pickles the module): ``<this module>.<prefix><method>``, see ``__getattr__``."""
     base = METHODS[name]
-    return type(base.__name__, (_OurData, base), {"__module__": __name__, "__qualname__": base.__name__})
+    return type(base.__name__, (mixin, base), {"__module__": __name__, "__qualname__": f"{prefix}{name}"})
+
+
+def __getattr__(attr: str) -> type:
+    """The composed method classes by their pickled names (a new process has not built them yet)."""
+    if attr.startswith(OURS_PREFIX) and attr[len(OURS_PREFIX) :] in METHODS:
+        return solo_method_class(attr[len(OURS_PREFIX) :])
+    if attr.startswith(FILE_PREFIX) and attr[len(FILE_PREFIX) :] in METHODS:
+        return solo_file_method_class(attr[len(FILE_PREFIX) :])
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def pretraining_methods() -> list[str]:
@@ -477,8 +498,7 @@ class _FileData(_OurData):
 @cache
 def solo_file_method_class(name: str) -> type:
     """``METHODS[name]`` with our data handling and solo-learn's own backbones (``_FileData``)."""
-    base = METHODS[name]
-    return type(base.__name__, (_FileData, base), {"__module__": __name__, "__qualname__": base.__name__})
+    return _compose(name, _FileData, FILE_PREFIX)
 
 
 def method_sources(name: str) -> dict[str, str]:

@@ -11,7 +11,8 @@ command line) sets into one of three kinds, or refuses it with one line that nam
 - **honoured**: used as solo-learn's own ``main_pretrain.py`` uses it (the method, backbone, optimiser,
   scheduler and momentum blocks go unchanged to solo-learn's method class; ``augmentations`` become crop
   groups rendered on the device; Lightning Trainer arguments go to the trainer; ``checkpoint.*`` drives
-  solo-learn's Checkpointer; ``auto_resume`` resumes the newest unfinished run of the same config);
+  solo-learn's Checkpointer; ``auto_resume`` resumes the newest run of the same config if it did not
+  finish; ``auto_umap`` runs solo-learn's AutoUMAP on the validation split);
   ``data.dataset`` keeps its meaning for normalisation, solo-learn's CIFAR ResNet stem and the epoch
   size (the dataset's training-set size), while classes come from the generator;
 - **not applicable**: keys of file loaders that Continuous Sampling has no use for (``data.train_path``,
@@ -24,7 +25,7 @@ command line) sets into one of three kinds, or refuses it with one line that nam
   its imagenet-100 ``simsiam.yaml``; a typo shows up here), ``enabled`` in augmentation blocks but ``rrc``.
 
 What this version cannot honour is refused when switched on: ``auto_umap`` and ``knn_eval`` without a
-validation split or without what they need (umap-learn, seaborn, pandas; torchmetrics < 0.12), ``wandb``
+validation split or without what they need (umap-learn, seaborn, pandas, wandb; torchmetrics < 0.12), ``wandb``
 without the wandb package, ``data.fraction``.
 DeepClusterV2, which keeps cluster assignments per sample index across epochs, gets an epoch of fixed
 anchors (``data.epoch_size`` of them) with new positives and crops every epoch.

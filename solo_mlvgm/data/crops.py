@@ -68,7 +68,7 @@ class MultiCropSampling(ContinuousSampling):
         self.num_crops = sum(g.num_crops for g in self.groups)
         self.repeat_anchors = bool(repeat_anchors)
         self.validation = validation  # uint8 labelled images (validation_split) for solo-learn's validation
-        self.val_size = self.groups[0].crop_size
+        self.val_crop = self.groups[0].crop_size
         self.mean, self.std = tuple(mean), tuple(std)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -113,9 +113,9 @@ class MultiCropSampling(ContinuousSampling):
         """solo-learn's validation transform: uint8 images resized to the large crop size (antialiased) and
         normalised as the crops are."""
         x = images.float() / 255
-        if x.shape[-1] != self.val_size:
+        if x.shape[-1] != self.val_crop:
             x = F.interpolate(
-                x, size=(self.val_size, self.val_size), mode="bicubic", align_corners=False, antialias=True
+                x, size=(self.val_crop, self.val_crop), mode="bicubic", align_corners=False, antialias=True
             )
         mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
         std = torch.tensor(self.std, device=x.device)[None, :, None, None]
