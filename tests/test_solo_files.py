@@ -309,4 +309,4 @@ def test_auto_umap_plots_the_validation_split(tmp_path, monkeypatch):
         "+auto_umap.enabled=True",
     ]
     run_pretraining(_compose("simsiam.yaml", overrides), tmp_path / "run")
-    assert list((tmp_path / "auto_umap" / "simsiam" / "run").glob("*-ep=0.pdf"))
+    assert list((tmp_path / "auto_umap" / "simsiam" / "run").glob("*/*-ep=0.pdf"))  # <run>/<logger version>/

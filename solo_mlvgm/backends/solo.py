@@ -603,23 +603,10 @@ def file_callbacks_and_loggers(run: SoloFileRun, solo_cfg: DictConfig, run_dir: 
     if run.umap["enabled"]:
         from solo.utils.auto_umap import AutoUMAP
 
-        class RunAutoUMAP(AutoUMAP):
-            """solo-learn's AutoUMAP, its folder named after the run (``<dir>/<method>/<run folder>/``)."""
-
-            def initial_setup(self, trainer: pl.Trainer) -> None:
-                self.path = self.logdir / run_dir.name
-                self.umap_placeholder = f"{self.name}-{run_dir.name}" + "-ep={}.pdf"
-                self.last_ckpt = None
-                if trainer.is_global_zero:
-                    self.path.mkdir(parents=True, exist_ok=True)
-
-        callbacks.append(
-            RunAutoUMAP(
-                str(solo_cfg.name),
-                logdir=Path(run.umap["dir"]) / str(solo_cfg.method),
-                frequency=run.umap["frequency"],
-            )
-        )
+        # solo-learn's own class, no subclass (callbacks are pickled under ddp_spawn): in the run's folder
+        # name, then the logger's version, as AutoUMAP itself appends it
+        logdir = Path(run.umap["dir"]) / str(solo_cfg.method) / run_dir.name
+        callbacks.append(AutoUMAP(str(solo_cfg.name), logdir=logdir, frequency=run.umap["frequency"]))
     wb = run.wandb
     if wb["enabled"]:
         from lightning.pytorch.loggers.wandb import WandbLogger

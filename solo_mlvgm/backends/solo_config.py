@@ -506,7 +506,7 @@ def mlvgm_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     if classes is not None and not data.get("no_labels") and generator.num_classes > int(classes):
         raise ConfigError(
             f"solo-learn's online classifier has {classes} classes (data.dataset={dataset}) but generator "
-            f"'{generator_name(cfg)}' has {generator.num_classes}: train with solo_mlvgm's main_pretrain.py "
+            f"'{cfg.generator.get('name')}' has {generator.num_classes}: train with solo_mlvgm's main_pretrain.py "
             "(it takes the generator's classes)"
         )
     return MultiCropSampling(
@@ -521,7 +521,3 @@ def mlvgm_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
         autocast_dtype=generator_autocast(str(data.get("autocast", "bf16"))),
         repeat_anchors=str(plain.get("method")) in REPEAT_ANCHORS,
     )
-
-
-def generator_name(cfg: DictConfig) -> str:
-    return str((cfg.get("generator") or {}).get("name", "?"))

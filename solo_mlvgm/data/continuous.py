@@ -119,9 +119,10 @@ class ContinuousSampling(pl.LightningDataModule):
         # The trainer's count of batches made ready so far (restored from checkpoints, mid-epoch too) is
         # the global batch number, so a resumed run continues with exactly the batches it would have seen.
         assert self.trainer is not None  # Lightning calls this hook only while a trainer runs
-        if not self.trainer.training:  # a validation batch (solo-learn files): already images
+        if not self.trainer.training:  # a validation batch (solo-learn files): made ready by its loader
             return batch  # type: ignore[return-value]
-        return self.render(self.trainer.fit_loop.epoch_loop.batch_progress.total.ready, batch.device)
+        step = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        return self.render(step, batch.device, slot=int(batch))
 
     # ------------------------------------------------------------ sampling
     def _placed(self, device: torch.device | str | None) -> torch.device:
@@ -153,8 +154,9 @@ class ContinuousSampling(pl.LightningDataModule):
         return torch.arange(start, start + self.batch_size, device=device)
 
     @torch.no_grad()
-    def render(self, step: int, device: torch.device | str | None = None) -> Batch:
-        """The training batch of global batch ``step`` for this rank, in solo-learn's format, on ``device``."""
+    def render(self, step: int, device: torch.device | str | None = None, slot: int | None = None) -> Batch:
+        """The training batch of global batch ``step`` for this rank, in solo-learn's format, on ``device``
+        (``slot``, the batch's number within its epoch, matters to ``MultiCropSampling`` only)."""
         pair = self.draw(step, device)
         device = pair.base.device
         # kornia draws its parameters from the global RNG: fork it so the step seed fixes them too.

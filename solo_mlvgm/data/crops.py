@@ -101,13 +101,6 @@ class MultiCropSampling(ContinuousSampling):
             return step
         return slot if slot is not None else step % self.steps_per_epoch
 
-    def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Batch:
-        assert self.trainer is not None  # Lightning calls this hook only while a trainer runs
-        if not self.trainer.training:  # a validation batch, made ready by the loader
-            return batch  # type: ignore[return-value]
-        step = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
-        return self.render(step, batch.device, slot=int(batch))
-
     @torch.no_grad()
     def validation_transform(self, images: Tensor) -> Tensor:
         """solo-learn's validation transform: uint8 images resized to the large crop size (antialiased) and
