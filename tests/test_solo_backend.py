@@ -21,7 +21,7 @@ from solo_mlvgm.backends import solo as bridge
 from solo_mlvgm.data.export import export_image_folder  # noqa: E402
 from solo_mlvgm.entry import quantify as driver  # noqa: E402
 from solo_mlvgm.entry.linear_eval import run_linear_eval  # noqa: E402
-from solo_mlvgm.entry.pretrain import build_pretraining  # noqa: E402
+from solo_mlvgm.entry.pretrain import build_pretraining, run_pretraining  # noqa: E402
 from solo_mlvgm.errors import ConfigError  # noqa: E402
 from solo_mlvgm.methods import build_backbone  # noqa: E402
 from solo_mlvgm.runs import BACKBONE_FILE, save_backbone  # noqa: E402
@@ -74,6 +74,30 @@ def test_our_config_builds_and_trains_solo_learns_method(tmp_path, method):
     assert ckpt["global_step"] == job.trainer.global_step
 
 
+def test_solo_learns_resnet_stays_solo_learns_and_evaluates(tmp_path, capsys):
+    """Our run configs on the solo backend keep solo-learn's ResNet: its factory (kwargs reach torchvision),
+    its CIFAR stem for small_image_stem, online and momentum backbone alike; main_linear.py rebuilds it."""
+    overrides = [*SOLO, "max_steps=1", "backbone.name=resnet18", "+backbone.kwargs.zero_init_residual=true"]
+    run = run_pretraining(compose_cfg("mlvgm_byol", overrides), tmp_path / "run")
+    payload = torch.load(run / BACKBONE_FILE, weights_only=True)
+    assert payload["solo_learn"]["cifar_stem"] and payload["solo_learn"]["kwargs"] == {
+        "zero_init_residual": True
+    }
+    job = build_pretraining(compose_cfg("mlvgm_byol", overrides), tmp_path / "again")
+    for net in (job.method.backbone, job.method.momentum_backbone):
+        assert net.conv1.padding == (2, 2) and isinstance(net.maxpool, torch.nn.Identity)  # solo-learn's
+        assert all(not block.bn2.weight.any() for block in net.layer1)  # zero_init_residual reached it
+    plain = compose_cfg("mlvgm_byol", [*overrides, "backbone.small_image_stem=false"])
+    assert build_pretraining(plain, tmp_path / "plain").method.backbone.conv1.kernel_size == (7, 7)
+    cfg = compose_cfg(
+        "linear",
+        [f"pretrained={run}", "backend=lightly", "data.n_train=64", "data.n_test=32", "probe.epochs=1"],
+    )
+    results = run_linear_eval(cfg)  # strict state-dict load into the rebuilt solo-learn ResNet
+    assert 0 <= results["pretrained"]["top1"] <= 100 and "random_backbone" in results
+    assert "linear probe (resnet18, byol pretrained)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("method", ["simsiam", "byol"])
 def test_no_labels_log_no_nan_and_no_classifier_metrics(tmp_path, method):
     cfg = compose_cfg(
@@ -123,6 +147,7 @@ def test_dataset_names_tell_generators_apart():
         ("backbone.name=vit9", "unknown backbone 'vit9' for solo-learn"),
         ("+optimizer.kwargs.betas=3", "optimizer.kwargs do not fit optimizer 'adamw'"),
         ("+auto_resume.enabled=true", "resume_from_checkpoint"),
+        ("backbone.name=vit_tiny", "backbone.small_image_stem=true applies to ResNets and convnet6"),
     ],
 )
 def test_bad_solo_configs_fail_before_anything_is_written(tmp_path, override, message):

@@ -93,7 +93,7 @@ def test_the_readme_command_trains_solo_learns_simsiam_file(tmp_path):
     assert list((tmp_path / "trained_models" / "simsiam" / run.name).glob("*-ep=0.ckpt"))
     assert "lr-SGD" in (run / "logs" / "metrics.csv").read_text().splitlines()[0]  # the LR monitor
     payload = torch.load(run / "backbone.pt", weights_only=True)
-    assert payload["solo_learn"]["dataset"] == "cifar10" and payload["backbone"] == "resnet18"
+    assert payload["solo_learn"]["cifar_stem"] and payload["backbone"] == "resnet18"
     # solo-learn's own resnet18 with its CIFAR stem (3x3, stride 1: data.dataset=cifar10 keeps its meaning)
     assert payload["state_dict"]["conv1.weight"].shape == (64, 3, 3, 3)
     assert not list(tmp_path.glob("*.json")) and not (tmp_path / ".hydra").exists()  # cwd left clean
@@ -310,3 +310,23 @@ def test_auto_umap_plots_the_validation_split(tmp_path, monkeypatch):
     ]
     run_pretraining(_compose("simsiam.yaml", overrides), tmp_path / "run")
     assert list((tmp_path / "auto_umap" / "simsiam" / "run").glob("*/*-ep=0.pdf"))  # <run>/<logger version>/
+
+
+def test_knn_eval_gives_solo_learns_val_knn_acc1_where_its_knn_works(tmp_path, monkeypatch):
+    import torchmetrics
+
+    if tuple(int(p) for p in torchmetrics.__version__.split(".")[:2]) >= (0, 12):
+        pytest.skip(f"solo-learn's kNN needs torchmetrics < 0.12, found {torchmetrics.__version__}")
+    monkeypatch.chdir(tmp_path)
+    overrides = [
+        *COMMAND,
+        "optimizer.batch_size=8",
+        "+data.epoch_size=16",
+        "max_epochs=1",
+        "+data.val_size=32",
+        "+knn_eval.enabled=True",
+        "+knn_eval.k=5",
+    ]
+    run_pretraining(_compose("simclr.yaml", overrides), tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "pretrain.json").read_text())["metrics"]
+    assert 0 <= metrics["val_knn_acc1"] <= metrics["val_knn_acc5"] <= 100

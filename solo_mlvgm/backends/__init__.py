@@ -64,6 +64,11 @@ class Backend(Protocol):
         """Backend-specific records in the run folder (e.g. solo-learn's parsed config)."""
         ...
 
+    def backbone_record(self, method: pl.LightningModule) -> dict[str, Any] | None:
+        """How linear evaluation rebuilds the exported backbone when it is not one of ours by name
+        (saved in ``backbone.pt``), or None."""
+        ...
+
     def build_quantifier(
         self, cfg: DictConfig, generator: MultiLatentGenerator, level: str, indices: tuple[int, ...]
     ) -> MIQuant:

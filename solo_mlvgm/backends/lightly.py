@@ -45,6 +45,9 @@ class LightlyBackend:
     def write_run_files(self, method: pl.LightningModule, run_dir: Path) -> None:
         return None
 
+    def backbone_record(self, method: pl.LightningModule) -> dict[str, Any] | None:
+        return None  # our backbones, rebuilt by name
+
     def build_quantifier(
         self, cfg: DictConfig, generator: MultiLatentGenerator, level: str, indices: tuple[int, ...]
     ) -> MIQuant:

@@ -88,9 +88,9 @@ def solo_version() -> str:
 
 # ------------------------------------------------------------------ backbones
 class OurBackbone:
-    """A solo-style backbone factory ``(method, **kwargs) -> module`` for one of our backbones: the same
-    architecture and state-dict keys on both backends, with ``num_features`` as solo reads it. A class,
-    not a closure: solo-learn keeps the factory on the module, which ddp_spawn pickles."""
+    """A solo-style backbone factory ``(method, **kwargs) -> module`` for a backbone solo-learn lacks
+    (``convnet6``), with ``num_features`` as solo reads it. A class, not a closure: solo-learn keeps the
+    factory on the module, which ddp_spawn pickles."""
 
     def __init__(self, name: str) -> None:
         self.name = self.__name__ = name
@@ -105,7 +105,32 @@ class OurBackbone:
         return net
 
 
-OUR_BACKBONES = {name: OurBackbone(name) for name in BACKBONES}
+def solo_cifar_stem(net: nn.Module) -> None:
+    """solo-learn's stem for small images, as its ``BaseMethod`` sets it for CIFAR (3x3, stride 1,
+    padding 2, no max-pool)."""
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+    net.maxpool = nn.Identity()
+
+
+class SoloResNet:
+    """solo-learn's own ResNet factory for our run configs, whose ``backbone.small_image_stem`` asks for
+    solo-learn's CIFAR stem (solo-learn itself keys it to ``data.dataset``); every other kwarg goes to
+    solo-learn's factory (torchvision's, e.g. ``zero_init_residual``). Used for the online and the
+    momentum backbone alike, since solo-learn builds both through the factory."""
+
+    def __init__(self, name: str) -> None:
+        self.name = self.__name__ = name
+
+    def __call__(self, method: str | None = None, small_image_stem: bool = False, **kwargs: Any) -> nn.Module:
+        net = BaseMethod._BACKBONES[self.name](method, **kwargs)
+        if small_image_stem:
+            solo_cifar_stem(net)
+        return net
+
+
+# ours only where solo-learn has no backbone of that name; solo-learn's ResNets take small_image_stem
+OUR_BACKBONES = {name: OurBackbone(name) for name in BACKBONES if name not in BaseMethod._BACKBONES}
+STEM_BACKBONES = {name: SoloResNet(name) for name in BaseMethod._BACKBONES if name.startswith("resnet")}
 
 
 class SoloMIQuant(MIQuant):
@@ -156,9 +181,10 @@ else:
 
 
 class _OurData(_SoloBase):
-    """Mixed in before a solo-learn method: our backbones, and no NaN or misleading metric without labels."""
+    """Mixed in before a solo-learn method, for our run configs: solo-learn's backbones (its ResNets taking
+    ``small_image_stem``) and ours where it has none, and no NaN or misleading metric without labels."""
 
-    _BACKBONES = {**BaseMethod._BACKBONES, **OUR_BACKBONES}
+    _BACKBONES = {**BaseMethod._BACKBONES, **OUR_BACKBONES, **STEM_BACKBONES}
 
     @property
     def has_labels(self) -> bool:
@@ -331,13 +357,19 @@ def solo_pretrain_cfg(
     s.momentum = momentum
     name = str(s.backbone.name)
     user_kwargs = dict(s.backbone.get("kwargs") or {})
-    if name in OUR_BACKBONES:
-        user_kwargs["small_image_stem"] = bool(s.backbone.get("small_image_stem", False))
-    s.backbone.kwargs = user_kwargs
     if name not in BaseMethod._BACKBONES:
         raise ConfigError(
             f"unknown backbone '{name}' for solo-learn; known: {', '.join(sorted(BaseMethod._BACKBONES))}"
         )
+    small_image_stem = bool(s.backbone.get("small_image_stem", False))
+    if name in OUR_BACKBONES or name in STEM_BACKBONES:
+        user_kwargs["small_image_stem"] = small_image_stem
+    elif small_image_stem:
+        raise ConfigError(
+            f"backbone.small_image_stem=true applies to ResNets and convnet6, not to solo-learn's "
+            f"'{name}': set backbone.small_image_stem=false"
+        )
+    s.backbone.kwargs = user_kwargs
     _optimizer_block(s)
     if s.optimizer.name not in BaseMethod._OPTIMIZERS:
         raise ConfigError(
@@ -546,10 +578,10 @@ def build_solo_file_method(
 
 
 def build_solo_backbone(
-    name: str, kwargs: dict[str, Any], method: str, dataset: str
+    name: str, kwargs: dict[str, Any], method: str, cifar_stem: bool
 ) -> tuple[nn.Module, int]:
     """A backbone as solo-learn's methods build it (``BaseMethod.__init__``): ResNets lose their ``fc``
-    and get the CIFAR stem for cifar datasets. For linear evaluation of a solo-learn file's run."""
+    and get solo-learn's CIFAR stem where the run had it. For linear evaluation of a solo-backend run."""
     register_in_solo()
     if name not in BaseMethod._BACKBONES:
         raise ConfigError(f"unknown solo-learn backbone '{name}'")
@@ -558,12 +590,25 @@ def build_solo_backbone(
     if name.startswith("resnet"):
         dim = int(net.inplanes)
         net.fc = nn.Identity()
-        if dataset in ("cifar10", "cifar100"):
-            net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
-            net.maxpool = nn.Identity()
+        if cifar_stem:
+            solo_cifar_stem(net)
     else:
         dim = int(net.num_features)
     return net, dim
+
+
+def solo_backbone_record(method: pl.LightningModule) -> dict[str, Any]:
+    """How ``build_solo_backbone`` rebuilds this method's backbone (saved in ``backbone.pt``)."""
+    s: DictConfig = method.cfg  # type: ignore[assignment]  # solo-learn's parsed config (BaseMethod)
+    kwargs = dict(OmegaConf.to_container(s.backbone.kwargs, resolve=True))  # type: ignore[arg-type]
+    stem = bool(kwargs.pop("small_image_stem", False)) or str(s.data.dataset) in ("cifar10", "cifar100")
+    return {
+        "builder": "solo-learn",
+        "name": str(s.backbone.name),
+        "kwargs": kwargs,
+        "method": str(s.method),
+        "cifar_stem": stem,
+    }
 
 
 class SoloCheckpointer(Checkpointer):
@@ -680,6 +725,11 @@ class SoloBackend:
         solo_cfg = method.cfg
         assert isinstance(solo_cfg, DictConfig)  # solo-learn's parsed config, set by BaseMethod
         save_config(run_dir / "solo_config.yaml", solo_cfg)
+
+    def backbone_record(self, method: pl.LightningModule) -> dict[str, Any] | None:
+        """solo-learn's backbones are rebuilt by solo-learn; ours (``convnet6``) by name."""
+        record = solo_backbone_record(method)
+        return None if record["name"] in OUR_BACKBONES else record
 
     def build_quantifier(
         self, cfg: DictConfig, generator: MultiLatentGenerator, level: str, indices: tuple[int, ...]

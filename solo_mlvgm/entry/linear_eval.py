@@ -91,7 +91,8 @@ class Renormalized(nn.Module):
 
 def rebuild_backbone(payload: dict[str, Any], weights: bool) -> tuple[nn.Module, int]:
     """The backbone of a ``backbone.pt`` (with its weights, or freshly initialised): ours by name, or
-    solo-learn's own for a run of a solo-learn config file (then solo-learn must be installed)."""
+    solo-learn's own for a solo-backend run of one of solo-learn's backbones (then solo-learn must be
+    installed), re-normalised where it trained on other statistics (a solo-learn config file's run)."""
     solo_learn = payload.get("solo_learn")
     if solo_learn is None:
         net, dim = build_backbone(payload["backbone"], payload["small_image_stem"])
@@ -100,17 +101,22 @@ def rebuild_backbone(payload: dict[str, Any], weights: bool) -> tuple[nn.Module,
         return net, dim
     if not solo_importable():
         raise ConfigError(
-            f"this backbone comes from a solo-learn config file ({payload['backbone']}, solo-learn's own "
-            f"architecture): evaluating it needs solo-learn; {SOLO_INSTALL}"
+            f"this backbone is solo-learn's own {payload['backbone']} (a solo-backend run): evaluating it "
+            f"needs solo-learn; {SOLO_INSTALL}"
         )
     from solo_mlvgm.backends.solo import build_solo_backbone
 
     net, dim = build_solo_backbone(
-        payload["backbone"], dict(solo_learn["kwargs"]), str(solo_learn["method"]), str(solo_learn["dataset"])
+        payload["backbone"],
+        dict(solo_learn["kwargs"]),
+        str(solo_learn["method"]),
+        bool(solo_learn["cifar_stem"]),
     )
     if weights:
         net.load_state_dict(payload["state_dict"])
-    norm = solo_learn["normalization"]
+    norm = solo_learn.get("normalization")
+    if norm is None:  # our run configs: the same (ImageNet) statistics as the evaluation images
+        return net, dim
     size = solo_learn.get("crop_size")
     return Renormalized(net, list(norm["mean"]), list(norm["std"]), int(size) if size else None), dim
 

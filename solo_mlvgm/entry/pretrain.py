@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from solo_mlvgm.backends import SOLO_INSTALL, Backend, resolve_backend, solo_importable
@@ -44,7 +44,7 @@ class SoloFileExtras:
 
     given: DictConfig
     keys: KeyReport
-    backbone: dict[str, Any]  # builder, kwargs, method, dataset, normalization (into backbone.pt)
+    backbone: dict[str, Any]  # builder, kwargs, method, cifar_stem, normalization, crop size (backbone.pt)
 
 
 @dataclass
@@ -141,12 +141,8 @@ def build_solo_file_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
         record.data.num_classes = num_classes
         record.views = spec.views_block
         record.solo_file_keys = run.keys.as_dict()
-    solo_cfg: DictConfig = method.cfg  # type: ignore[assignment]  # solo-learn's parsed config
     backbone = {
-        "builder": "solo-learn",
-        "kwargs": OmegaConf.to_container(solo_cfg.backbone.kwargs, resolve=True),
-        "method": spec.method,
-        "dataset": str(solo_cfg.data.dataset),
+        **solo.solo_backbone_record(method),
         "normalization": {"mean": list(spec.normalization[0]), "std": list(spec.normalization[1])},
         "crop_size": spec.crops[0].crop_size,  # the size it trained at (a ViT takes no other)
     }
@@ -355,7 +351,7 @@ def _write_end(job: Pretraining, seconds: float) -> None:
     run_dir, trainer = job.run_dir, job.trainer
     backbone = job.method.backbone
     assert isinstance(backbone, nn.Module)  # both backends' methods hold their backbone here
-    extra = job.solo_file.backbone if job.solo_file is not None else None
+    extra = job.solo_file.backbone if job.solo_file is not None else job.backend.backbone_record(job.method)
     save_backbone(run_dir / BACKBONE_FILE, backbone, job.record, extra)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     collapse = job.collapse.summary()
