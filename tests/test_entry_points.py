@@ -114,15 +114,26 @@ def test_view_grid_script_writes_the_figure(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_gpu_check_refuses_a_machine_without_cuda_and_writes_nothing(tmp_path):
     out = tmp_path / "report"
-    r = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    script = str(ROOT / "scripts" / "gpu_check.sh")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # this python
+    r = subprocess.run(["bash", script, str(out)], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [
         "error: no CUDA device visible to torch; this script checks the GPU paths"
+    ]
+    no_torch = tmp_path / "bin"  # a python that cannot import torch: one line, not a traceback
+    no_torch.mkdir()
+    (no_torch / "python").write_text("#!/bin/sh\nexit 1\n")
+    (no_torch / "python").chmod(0o755)
+    r = subprocess.run(
+        ["bash", script, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{no_torch}:{os.environ['PATH']}"},
+    )
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: '{no_torch / 'python'}' cannot import torch: activate the project's environment first"
     ]
     assert not out.exists()
 

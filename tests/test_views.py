@@ -20,6 +20,32 @@ def test_perturbation_noise_respects_truncation_and_mean():
     assert abs(delta.mean().item() - 0.5) < 0.01
 
 
+def test_the_official_low_high_form_perturbs_half_the_samples_with_a_std_each(world):
+    """``(low, high)`` of the official view script: perturbed with probability 0.5, std ~ U[low, high]."""
+    spec = ViewSpec.from_config({"perturb": {"pose": {"std": [0.5, 1.5], "prob": 0.5}}})
+    p = spec.perturb["pose"]
+    assert (p.std, p.std_high, p.prob) == (0.5, 1.5, 0.5) and p.describe() == "std 0.5-1.5, p 0.5"
+    delta = p.sample(4000, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
+    moved = delta.abs().sum(1) > 0
+    assert 0.45 < moved.float().mean() < 0.55
+    assert delta.abs().max() <= 2 * 1.5  # truncation 2 at the largest std
+    stds = delta[moved].std(1)  # each sample's own std, spread over [0.5, 1.5] (truncation shrinks it)
+    assert stds.quantile(0.1) < 0.65 and stds.quantile(0.9) > 1.1
+    again = p.sample(4000, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.equal(delta, again)
+    # rendered: the positives of the unperturbed half are their anchors, bit for bit
+    pair = ViewSampler(world, spec)(256, torch.Generator().manual_seed(1))
+    same = (pair.anchor == pair.positive).flatten(1).all(1)
+    assert 0.35 < same.float().mean() < 0.65
+    for bad, message in [
+        ({"std": [1.0, 0.5]}, "low <= high"),
+        ({"std": [1, 2, 3]}, r"std must be a number or \[low, high\]"),
+        ({"prob": 0}, r"prob must be in \(0, 1\]"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            ViewSpec.from_config({"perturb": {"pose": bad}})
+
+
 def test_negative_std_and_unknown_keys_are_rejected():
     with pytest.raises(ConfigError, match=r"views.perturb.pose: perturbation std must be >= 0, got -1"):
         ViewSpec.from_config({"perturb": {"pose": {"std": -1}}})

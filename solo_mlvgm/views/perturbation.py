@@ -18,27 +18,49 @@ from solo_mlvgm.views.walker import Walker
 
 @dataclass(frozen=True)
 class RandomPerturbation:
-    """delta = mean + std * N(0, 1) truncated to ±truncation (in std units), as Jahanian et al. and the paper."""
+    """delta = mean + std * N(0, 1) truncated to ±truncation (in std units), as Jahanian et al. and the paper.
+
+    The official code's probabilistic form, ``(low, high)``, is ``std=low, std_high=high, prob=0.5``: each
+    sample is perturbed with probability ``prob``, with its own std drawn uniformly from [std, std_high]
+    (a mix of easy and hard positives). Draws per call, in a fixed order: the unit noise, then the stds,
+    then who is perturbed (only the draws a setting needs).
+    """
 
     mean: float = 0.0
     std: float = 1.0
     truncation: float = 2.0
+    std_high: float | None = None  # per-sample std ~ U[std, std_high]
+    prob: float = 1.0  # per-sample probability of being perturbed at all
 
     def __post_init__(self) -> None:
         if not self.std >= 0:
             raise ConfigError(f"perturbation std must be >= 0, got {self.std}")
         if not self.truncation > 0:
             raise ConfigError(f"perturbation truncation must be > 0, got {self.truncation}")
+        if self.std_high is not None and not self.std_high >= self.std:
+            raise ConfigError(f"perturbation std range [{self.std}, {self.std_high}] must have low <= high")
+        if not 0 < self.prob <= 1:
+            raise ConfigError(f"perturbation prob must be in (0, 1], got {self.prob}")
 
     def sample(self, n: int, dim: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
         delta = torch.empty(n, dim, device=device)
-        return truncated_normal_(delta, self.mean, self.std, self.truncation, generator=generator)
+        if self.std_high is None and self.prob == 1:
+            return truncated_normal_(delta, self.mean, self.std, self.truncation, generator=generator)
+        delta = truncated_normal_(delta, 0.0, 1.0, self.truncation, generator=generator)
+        std = torch.full((n, 1), self.std, device=device)
+        if self.std_high is not None:
+            std += torch.rand(n, 1, device=device, generator=generator) * (self.std_high - self.std)
+        delta = self.mean + std * delta
+        if self.prob < 1:
+            delta *= torch.rand(n, 1, device=device, generator=generator) < self.prob
+        return delta
 
     def delta(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self.sample(z.shape[0], z.shape[1], z.device, generator)
 
     def describe(self) -> str:
-        return f"std {self.std:g}"
+        std = f"std {self.std:g}" if self.std_high is None else f"std {self.std:g}-{self.std_high:g}"
+        return std if self.prob == 1 else f"{std}, p {self.prob:g}"
 
 
 @dataclass(frozen=True, eq=False)

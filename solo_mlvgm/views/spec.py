@@ -9,6 +9,7 @@ A spec is written in a config as::
       perturb:                 # level or group name -> random perturbation; levels not named stay unchanged
         pose: {std: 1.0}
         color: {mean: 0.0, std: 1.0, truncation: 2.0}
+        shape: {std: [0.5, 1.5], prob: 0.5}   # the official (low, high): half the samples, std ~ U[low, high]
         texture: {type: learned, walker: runs/mi_quant/latest/levels/texture/walker.pt}
 
 The paper's baselines are specs too: ``perturb: {}`` is ``synth`` (no latent change) and
@@ -20,7 +21,7 @@ architecture) and the same level it is applied to; both are checked before train
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from solo_mlvgm.views.perturbation import LearnedPerturbation, Perturbation, Ran
 from solo_mlvgm.views.pixel import check_pixel_options
 from solo_mlvgm.views.walker import load_walker
 
-_KEYS = {"random": {"type", "mean", "std", "truncation"}, "learned": {"type", "walker"}}
+_KEYS = {"random": {"type", "mean", "std", "truncation", "prob"}, "learned": {"type", "walker"}}
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,14 @@ def _parse_perturbation(level: str, p: dict[str, Any]) -> Perturbation:
             raise ConfigError(f"views.perturb.{level} of type 'learned' needs walker=<walker.pt>")
         walker, meta = load_walker(p["walker"])
         return LearnedPerturbation(walker, str(p["walker"]), meta)
+    values = {k: v for k, v in p.items() if k != "type"}
+    std = values.get("std")
+    if isinstance(std, Sequence) and not isinstance(std, str):  # [low, high]: a std per sample
+        if len(std) != 2:
+            raise ConfigError(f"views.perturb.{level}.std must be a number or [low, high], got {list(std)}")
+        values["std"], values["std_high"] = std
     try:
-        return RandomPerturbation(**{k: float(v) for k, v in p.items() if k != "type"})
+        return RandomPerturbation(**{k: float(v) for k, v in values.items()})
     except (ConfigError, TypeError, ValueError) as err:
         raise ConfigError(f"views.perturb.{level}: {err}") from None
 
