@@ -300,3 +300,24 @@ def test_recommended_views_file_feeds_pretraining(tmp_path):
         build_pretraining(
             compose_cfg("mlvgm_simclr", [*TINY, f"views_file={tmp_path / 'no.yaml'}"]), tmp_path
         )
+
+
+def test_an_ad_hoc_group_gets_one_joint_walker_usable_as_a_view(tmp_path):
+    """``levels=[pose+texture]``: one walker over both levels' coordinates (the paper's joint "1_6")."""
+    cfg = compose_cfg("mi_quant", [*TINY_MI, "levels=[pose+texture]"])
+    (record,) = driver.run_quantification(cfg, tmp_path / "run")
+    assert record["level"] == "pose+texture"
+    walker_file = tmp_path / "run" / "levels" / "pose+texture" / "walker.pt"
+    walker, meta = load_walker(walker_file)
+    world = build_generator("toyworld")
+    assert tuple(meta["indices"]) == world.resolve("texture+pose") and walker.dim == 16
+    spec = ViewSpec.from_config(
+        {"perturb": {"pose+texture": {"type": "learned", "walker": str(walker_file)}}}
+    )
+    pair = ViewSampler(world, spec).sample_levels(8, torch.Generator().manual_seed(0))
+    changed = [
+        world.level_names[i]
+        for i, (a, p) in enumerate(zip(pair.anchor, pair.positive, strict=True))
+        if not torch.equal(a, p)
+    ]
+    assert sorted(changed) == ["pose", "texture"]

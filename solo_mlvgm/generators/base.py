@@ -112,7 +112,11 @@ class MultiLatentGenerator(nn.Module):
         return [level.name for level in self.levels]
 
     def resolve(self, name: str) -> tuple[int, ...]:
-        """Level indices addressed by a level name, a group name or a level index given as text."""
+        """Level indices addressed by a level name, a group name, a level index given as text, or an ad-hoc
+        group of these joined by ``+`` (e.g. ``z1+z2+z3``: perturbed jointly, one walker over all of them)."""
+        if "+" in str(name):
+            parts = [part.strip() for part in str(name).split("+")]
+            return tuple(sorted({i for part in parts for i in self.resolve(part)}))
         if name in self.groups:
             return self.groups[name]
         if name in self.level_names:

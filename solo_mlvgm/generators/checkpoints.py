@@ -58,6 +58,8 @@ DATA_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,  # protocol-2 pickles (torch.save) name Python 2's module
+    ("__builtin__", "frozenset"): frozenset,
     ("torch", "Size"): torch.Size,
     ("torch", "Tensor"): torch.Tensor,
     ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
@@ -110,4 +112,79 @@ def load_restricted(path: str | Path, stand_ins: Mapping[tuple[str, str], Any]) 
         except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error
             raise ConfigError(
                 f"'{path}' is not a readable pickle: {type(err).__name__}: {one_line(err)}"
+            ) from None
+
+
+# torch.save's storage classes, as its zip files name them, and the element type each stands for
+_STORAGE_DTYPES = {
+    f"{name}Storage": dtype
+    for name, dtype in {
+        "Float": torch.float32,
+        "Double": torch.float64,
+        "Half": torch.float16,
+        "BFloat16": torch.bfloat16,
+        "Long": torch.int64,
+        "Int": torch.int32,
+        "Short": torch.int16,
+        "Char": torch.int8,
+        "Byte": torch.uint8,
+        "Bool": torch.bool,
+    }.items()
+}
+
+
+def _rebuild_strided(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
+    """``torch._utils._rebuild_tensor_v2`` on a flat tensor standing for the storage (a copy)."""
+    return storage.as_strided(tuple(size), tuple(stride), int(offset)).clone()
+
+
+class _TorchZipUnpickler(RestrictedUnpickler):
+    """``data.pkl`` of a ``torch.save`` zip file: storages come from the archive's ``data/<key>`` records."""
+
+    def __init__(
+        self, file: io.BufferedIOBase, allowed: Mapping, source: str, archive: Any, prefix: str
+    ) -> None:
+        super().__init__(file, allowed, source)
+        self.archive, self.prefix = archive, prefix
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise UnsafeCheckpointError(f"'{self.source}' has a persistent id other than a storage: {pid!r}")
+        dtype, key = pid[1], str(pid[2])
+        if not isinstance(dtype, torch.dtype):
+            raise UnsafeCheckpointError(f"'{self.source}' has a storage of unknown type {dtype!r}")
+        data = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
+        return torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+
+
+def load_restricted_torch(path: str | Path, stand_ins: Mapping[tuple[str, str], Any]) -> Any:
+    """A ``torch.save`` file (zip format) unpickled with ``DATA_GLOBALS`` plus ``stand_ins`` as the only
+    globals: pickled modules become the caller's inert stand-ins, tensors are copied out of the archive, and
+    nothing the file names is imported or run."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"'{path}' is not a torch.save file (zip format)")
+    allowed = {
+        **DATA_GLOBALS,
+        **{("torch", name): dtype for name, dtype in _STORAGE_DTYPES.items()},
+        ("torch", "device"): torch.device,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_strided,
+        **stand_ins,
+    }
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise ConfigError(f"'{path}' is not a torch.save file (no single <name>/data.pkl record)")
+        prefix = pickles[0][: -len("data.pkl")]
+        file = io.BytesIO(archive.read(pickles[0]))
+        try:
+            return _TorchZipUnpickler(file, allowed, str(path), archive, prefix).load()
+        except ConfigError:
+            raise
+        except RecursionError:
+            raise ConfigError(f"'{path}' nests its objects too deeply to be a checkpoint") from None
+        except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error
+            raise ConfigError(
+                f"'{path}' is not a readable torch file: {type(err).__name__}: {one_line(err)}"
             ) from None
