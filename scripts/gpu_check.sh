@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 out="${1:-gpu_check}"
 export PYTHONUNBUFFERED=1
 if ! python -c "import torch" 2>/dev/null; then
-    echo "error: '$(command -v python)' cannot import torch: activate the project's environment first" >&2
+    echo "error: '$(command -v python || echo python)' cannot import torch: activate the project's environment first" >&2
     exit 2
 fi
 if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then

@@ -169,7 +169,7 @@ def test_python_dash_m_runs_the_converter(tmp_path):
         timeout=120,
     )
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        f"error: '{tmp_path / 'missing.pth'}' is not a torch.save file (zip format)"
+        f"error: no file at '{tmp_path / 'missing.pth'}'"
     ]
 
 
@@ -181,3 +181,46 @@ def test_the_papers_stylegan2_walker_reads_the_whole_z_and_moves_its_group(tmp_p
     assert meta["level"] == "ws4_8" and meta["indices"] == [4, 5, 6, 7] and walker.dim == 16
     with pytest.raises(ConfigError, match="trained on stylegan, not on bigbigan: pass --generator stylegan2"):
         convert_walker(read_foreign_walker(tmp_path / "w.pth"), _tiny_bigbigan(), None, "bigbigan")
+
+
+def test_files_that_only_pretend_to_be_walkers_are_refused_in_one_line(tmp_path, paper_walker_class):
+    """Hostile or broken files: a self-containing DataParallel, a tensor larger than its storage, a
+    compressed record, malformed layers and chunk bounds; each a ConfigError, quickly, nothing run."""
+    looped = nn.DataParallel(nn.Linear(2, 2))
+    looped._modules["module"] = looped
+    torch.save({"nn_walker": looped}, tmp_path / "loop.pth")
+    with pytest.raises(ConfigError, match="nn_walker is a torch.nn.parallel.data_parallel.DataParallel, not"):
+        read_foreign_walker(tmp_path / "loop.pth")
+
+    class Expanded:  # 4 bytes of storage claiming 2^27 elements through a stride of 0
+        def __reduce__(self):
+            return (
+                torch._utils._rebuild_tensor_v2,
+                (torch.zeros(1)._typed_storage(), 0, (2**27,), (0,), False, {}),
+            )
+
+    torch.save({"nn_walker": Expanded()}, tmp_path / "bomb.pth")
+    with pytest.raises(ConfigError, match="claims more elements than its storage holds"):
+        read_foreign_walker(tmp_path / "bomb.pth")
+
+    import zipfile
+
+    torch.save({"nn_walker": paper_walker_class("bigbigan", 1, 2, 20)}, tmp_path / "w.pth")
+    with zipfile.ZipFile(tmp_path / "w.pth") as src, zipfile.ZipFile(tmp_path / "z.pth", "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ConfigError, match="is compressed: torch.save never compresses"):
+        read_foreign_walker(tmp_path / "z.pth")
+
+    for change, message in [
+        (lambda w: setattr(w, "start", "one"), "chunks start='one', stop=2 are not integers"),
+        (lambda w: setattr(w, "g_type", "biggan"), "g_type 'biggan' is none of"),
+        (lambda w: w.walker.__setitem__(2, nn.ReLU()), r"MLP is \['Linear', 'ReLU', 'ReLU'\]"),
+        (lambda w: setattr(w.walker[0], "weight", nn.Parameter(torch.zeros(20))), "expected a matrix"),
+    ]:
+        broken = paper_walker_class("bigbigan", 1, 2, 20)
+        change(broken)
+        torch.save({"nn_walker": broken}, tmp_path / "broken.pth")
+        with pytest.raises(ConfigError, match=message) as err:
+            read_foreign_walker(tmp_path / "broken.pth")
+        assert "\n" not in str(err.value)

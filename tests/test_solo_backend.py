@@ -20,7 +20,7 @@ from solo_mlvgm.backends import resolve_backend
 from solo_mlvgm.backends import solo as bridge
 from solo_mlvgm.data.export import export_image_folder  # noqa: E402
 from solo_mlvgm.entry import quantify as driver  # noqa: E402
-from solo_mlvgm.entry.linear_eval import run_linear_eval  # noqa: E402
+from solo_mlvgm.entry.linear_eval import rebuild_backbone, run_linear_eval  # noqa: E402
 from solo_mlvgm.entry.pretrain import build_pretraining, run_pretraining  # noqa: E402
 from solo_mlvgm.errors import ConfigError  # noqa: E402
 from solo_mlvgm.methods import build_backbone  # noqa: E402
@@ -96,6 +96,11 @@ def test_solo_learns_resnet_stays_solo_learns_and_evaluates(tmp_path, capsys):
     results = run_linear_eval(cfg)  # strict state-dict load into the rebuilt solo-learn ResNet
     assert 0 <= results["pretrained"]["top1"] <= 100 and "random_backbone" in results
     assert "linear probe (resnet18, byol pretrained)" in capsys.readouterr().out
+    # a file written before cifar_stem was recorded: the dataset it names decides the stem, as it did then
+    older = {**payload, "solo_learn": {**payload["solo_learn"], "dataset": "cifar10"}}
+    del older["solo_learn"]["cifar_stem"]
+    net, _ = rebuild_backbone(older, weights=True)
+    assert net.conv1.padding == (2, 2)
 
 
 @pytest.mark.parametrize("method", ["simsiam", "byol"])
@@ -147,7 +152,10 @@ def test_dataset_names_tell_generators_apart():
         ("backbone.name=vit9", "unknown backbone 'vit9' for solo-learn"),
         ("+optimizer.kwargs.betas=3", "optimizer.kwargs do not fit optimizer 'adamw'"),
         ("+auto_resume.enabled=true", "resume_from_checkpoint"),
-        ("backbone.name=vit_tiny", "backbone.small_image_stem=true applies to ResNets and convnet6"),
+        (
+            "backbone.name=vit_tiny",
+            "backbone.small_image_stem=true applies to convnet6, resnet18, resnet50, not to solo-learn's 'vit_tiny'",
+        ),
     ],
 )
 def test_bad_solo_configs_fail_before_anything_is_written(tmp_path, override, message):

@@ -37,7 +37,20 @@ def test_the_official_low_high_form_perturbs_half_the_samples_with_a_std_each(wo
     pair = ViewSampler(world, spec)(256, torch.Generator().manual_seed(1))
     same = (pair.anchor == pair.positive).flatten(1).all(1)
     assert 0.35 < same.float().mean() < 0.65
+    official = ViewSpec.from_config(
+        {"perturb": {"pose": {"std": [0.5, 1.5], "prob": 0.5, "per_batch": True}}}
+    )
+    assert official.perturb["pose"].describe() == "std 0.5-1.5, p 0.5, per batch"
+    batches = [
+        official.perturb["pose"].sample(64, 8, torch.device("cpu"), torch.Generator().manual_seed(s))
+        for s in range(40)
+    ]
+    moved = [bool(b.abs().sum() > 0) for b in batches]
+    assert all(b.abs().sum(1).gt(0).all() == m for b, m in zip(batches, moved, strict=True))  # all or none
+    assert 8 < sum(moved) < 32
     for bad, message in [
+        ({"std": [0.5, float("inf")]}, "must be finite numbers"),
+        ({"per_batch": "yes"}, "per_batch must be true or false"),
         ({"std": [1.0, 0.5]}, "low <= high"),
         ({"std": [1, 2, 3]}, r"std must be a number or \[low, high\]"),
         ({"prob": 0}, r"prob must be in \(0, 1\]"),

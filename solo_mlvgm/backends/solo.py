@@ -366,8 +366,8 @@ def solo_pretrain_cfg(
         user_kwargs["small_image_stem"] = small_image_stem
     elif small_image_stem:
         raise ConfigError(
-            f"backbone.small_image_stem=true applies to ResNets and convnet6, not to solo-learn's "
-            f"'{name}': set backbone.small_image_stem=false"
+            f"backbone.small_image_stem=true applies to {', '.join(sorted({**OUR_BACKBONES, **STEM_BACKBONES}))}, "
+            f"not to solo-learn's '{name}': set backbone.small_image_stem=false"
         )
     s.backbone.kwargs = user_kwargs
     _optimizer_block(s)

@@ -32,10 +32,9 @@ from solo_mlvgm.compare.plan import (
 )
 from solo_mlvgm.compare.report import write_report
 from solo_mlvgm.data.export import export_image_folder
-from solo_mlvgm.entry.linear_eval import labelled_splits
+from solo_mlvgm.entry.linear_eval import labelled_splits, rebuild_backbone
 from solo_mlvgm.entry.pretrain import build_pretraining, run_pretraining
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.methods.backbones import build_backbone
 from solo_mlvgm.methods.linear_probe import probe_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
 from solo_mlvgm.settings import GeneratorSpec, LinearSpec
@@ -145,9 +144,7 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
     start = time.perf_counter()
     run_pretraining(run_cfg, run.run_dir)
     pretrain_seconds = time.perf_counter() - start
-    payload = load_backbone_file(run.run_dir)
-    backbone, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
-    backbone.load_state_dict(payload["state_dict"])
+    backbone, _ = rebuild_backbone(load_backbone_file(run.run_dir), weights=True)  # either backend's
     start = time.perf_counter()
     scores = evaluator.evaluate(backbone, run_cfg, run.seed)
     record = json.loads((run.run_dir / "pretrain.json").read_text())
@@ -170,14 +167,15 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
 
 
 def evaluate_random_backbone(
-    run_cfg: DictConfig, seed: int, folder: Path, evaluator: Evaluator, force: bool
+    run_cfg: DictConfig, payload: dict[str, Any], seed: int, folder: Path, evaluator: Evaluator, force: bool
 ) -> dict[str, Any]:
-    """The floor: a randomly initialised backbone of the same architecture, probed the same way."""
+    """The floor: a randomly initialised backbone of the same architecture as a run's ``backbone.pt``
+    (``payload``: solo-learn's or ours), probed the same way."""
     path = folder / RESULT_FILE
     if path.is_file() and not force:
         return json.loads(path.read_text())
     torch.manual_seed(seed)
-    backbone, _ = build_backbone(str(run_cfg.backbone.name), bool(run_cfg.backbone.small_image_stem))
+    backbone, _ = rebuild_backbone(payload, weights=False)
     start = time.perf_counter()
     scores = evaluator.evaluate(backbone, run_cfg, seed)
     result = {
@@ -227,10 +225,10 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
         results.append(r)
     out = Path(cfg.out)
     if cfg.get("random_backbone", True):
-        reference_cfg = configs[runs[0].key]
+        reference_cfg, payload = configs[runs[0].key], load_backbone_file(runs[0].run_dir)
         for seed in sorted({run.seed for run in runs}):
             folder = out / "runs" / FLOOR_ROW / f"seed{seed}"
-            results.append(evaluate_random_backbone(reference_cfg, seed, folder, evaluator, force))
+            results.append(evaluate_random_backbone(reference_cfg, payload, seed, folder, evaluator, force))
     summary = write_report(
         out, cfg, results, skipped, wall_seconds=time.perf_counter() - wall_start, trained=trained
     )

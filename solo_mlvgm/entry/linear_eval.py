@@ -110,7 +110,8 @@ def rebuild_backbone(payload: dict[str, Any], weights: bool) -> tuple[nn.Module,
         payload["backbone"],
         dict(solo_learn["kwargs"]),
         str(solo_learn["method"]),
-        bool(solo_learn["cifar_stem"]),
+        # files written before cifar_stem was recorded name the dataset, which decided it
+        bool(solo_learn.get("cifar_stem", solo_learn.get("dataset") in ("cifar10", "cifar100"))),
     )
     if weights:
         net.load_state_dict(payload["state_dict"])

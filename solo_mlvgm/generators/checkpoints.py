@@ -134,7 +134,15 @@ _STORAGE_DTYPES = {
 
 
 def _rebuild_strided(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
-    """``torch._utils._rebuild_tensor_v2`` on a flat tensor standing for the storage (a copy)."""
+    """``torch._utils._rebuild_tensor_v2`` on a flat tensor standing for the storage (a copy). A tensor
+    never has more elements than its storage (no stride-0 expansion of a few bytes into gigabytes)."""
+    numel = 1
+    for dim in size:
+        numel *= int(dim)
+    if numel > storage.numel():
+        raise UnsafeCheckpointError(
+            f"a tensor of size {tuple(size)} claims more elements than its storage holds ({storage.numel()})"
+        )
     return storage.as_strided(tuple(size), tuple(stride), int(offset)).clone()
 
 
@@ -153,8 +161,18 @@ class _TorchZipUnpickler(RestrictedUnpickler):
         dtype, key = pid[1], str(pid[2])
         if not isinstance(dtype, torch.dtype):
             raise UnsafeCheckpointError(f"'{self.source}' has a storage of unknown type {dtype!r}")
-        data = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
+        data = bytearray(self.archive.read(_stored(self.archive, f"{self.prefix}data/{key}")))
         return torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+
+
+def _stored(archive: Any, name: str) -> str:
+    """``name`` if the archive stores it uncompressed, as torch.save does: then it cannot expand beyond the
+    file's own size when read."""
+    import zipfile
+
+    if archive.getinfo(name).compress_type != zipfile.ZIP_STORED:
+        raise UnsafeCheckpointError(f"'{name}' is compressed: torch.save never compresses its records")
+    return name
 
 
 def load_restricted_torch(path: str | Path, stand_ins: Mapping[tuple[str, str], Any]) -> Any:
@@ -163,6 +181,8 @@ def load_restricted_torch(path: str | Path, stand_ins: Mapping[tuple[str, str], 
     nothing the file names is imported or run."""
     import zipfile
 
+    if not Path(path).is_file():
+        raise ConfigError(f"no file at '{path}'")
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"'{path}' is not a torch.save file (zip format)")
     allowed = {
@@ -177,11 +197,13 @@ def load_restricted_torch(path: str | Path, stand_ins: Mapping[tuple[str, str], 
         if len(pickles) != 1:
             raise ConfigError(f"'{path}' is not a torch.save file (no single <name>/data.pkl record)")
         prefix = pickles[0][: -len("data.pkl")]
-        file = io.BytesIO(archive.read(pickles[0]))
         try:
+            file = io.BytesIO(archive.read(_stored(archive, pickles[0])))
             return _TorchZipUnpickler(file, allowed, str(path), archive, prefix).load()
-        except ConfigError:
-            raise
+        except ConfigError as err:
+            if str(path) in str(err):
+                raise
+            raise UnsafeCheckpointError(f"'{path}': {err}") from None
         except RecursionError:
             raise ConfigError(f"'{path}' nests its objects too deeply to be a checkpoint") from None
         except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error

@@ -70,6 +70,7 @@ MODULE_CLASSES = [
     ("torch.nn.modules.activation", "ReLU"),
 ]
 STAND_INS = {key: _stand_in(*key) for key in WALKER_CLASSES + MODULE_CLASSES}
+GENERATOR_TYPES = {"bigbigan": "bigbigan", "stylegan": "stylegan2"}  # the paper's g_type: our registry name
 
 
 @dataclass(frozen=True)
@@ -92,44 +93,59 @@ def read_foreign_walker(path: str | Path) -> ForeignWalker:
             f"'{path}' has no 'nn_walker' entry: not a walker file of the paper's code or COP-Gen"
         )
     module = loaded["nn_walker"]
-    while isinstance(module, ModuleStandIn) and module.origin.endswith("DataParallel"):
-        module = module.child("module")
+    for _ in range(2):  # DataParallel / DistributedDataParallel around the walker (never nested deeper)
+        if isinstance(module, ModuleStandIn) and module.origin.endswith("DataParallel"):
+            module = module.child("module")
     if not isinstance(module, ModuleStandIn) or module.origin.rsplit(".", 1)[-1] not in (
         "NonlinearWalker",
         "NonlinearWalk",
     ):
         kind = module.origin if isinstance(module, ModuleStandIn) else type(module).__name__
         raise ConfigError(f"'{path}': nn_walker is a {kind}, not the paper's or COP-Gen's nonlinear walker")
+    try:
+        return _parse_walker(module)
+    except ConfigError as err:
+        raise ConfigError(f"'{path}': {err}") from None
+
+
+def _parse_walker(module: ModuleStandIn) -> ForeignWalker:
+    """The MLP's weights and the paper's group facts, every value checked (a file can hold anything)."""
     mlp = module.child("walker")
-    layers = {} if mlp is None else {k: v for k, v in mlp.state.get("_modules", {}).items()}
-    kinds = [layers[k].origin.rsplit(".", 1)[-1] for k in sorted(layers, key=int)] if layers else []
+    layers = mlp.state.get("_modules", {}) if isinstance(mlp, ModuleStandIn) else {}
+    if list(layers) != ["0", "1", "2"] or not all(isinstance(m, ModuleStandIn) for m in layers.values()):
+        raise ConfigError("the walker's MLP is not a Sequential of three layers")
+    kinds = [layers[k].origin.rsplit(".", 1)[-1] for k in ("0", "1", "2")]
     if kinds != ["Linear", "ReLU", "Linear"]:
         raise ConfigError(
-            f"'{path}': the walker's MLP is {kinds or 'missing'}, expected Linear-ReLU-Linear "
-            "(a linear walker without ReLU is not supported)"
+            f"the walker's MLP is {kinds}, expected Linear-ReLU-Linear (a linear walker is not supported)"
         )
     first, last = layers["0"].parameters(), layers["2"].parameters()
-    try:
-        w0, b0, w2, b2 = first["weight"], first["bias"], last["weight"], last["bias"]
-    except KeyError:
-        raise ConfigError(f"'{path}': the walker's Linear layers need weights and biases") from None
+    w0, b0, w2, b2 = (p.get(k) for p in (first, last) for k in ("weight", "bias"))
+    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in (w0, b0, w2, b2)):
+        raise ConfigError("the walker's Linear layers need floating-point weights and biases")
+    assert w0 is not None and b0 is not None and w2 is not None and b2 is not None
+    if w0.ndim != 2:
+        raise ConfigError(f"the walker's first weight has shape {tuple(w0.shape)}, expected a matrix")
     hidden, dim = w0.shape
     if w2.shape != (dim, hidden) or b0.shape != (hidden,) or b2.shape != (dim,):
-        raise ConfigError(
-            f"'{path}': the walker's layers do not fit together ({tuple(w0.shape)}, {tuple(w2.shape)})"
-        )
+        raise ConfigError(f"the walker's layers do not fit together ({tuple(w0.shape)}, {tuple(w2.shape)})")
     state = module.state
     chunks = None
-    if "start" in state and "stop" in state:
-        chunks = (int(state["start"]), int(state["stop"]))
+    if "start" in state or "stop" in state:
+        start, stop = state.get("start"), state.get("stop")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)):
+            raise ConfigError(f"the walker's chunks start={start!r}, stop={stop!r} are not integers")
+        chunks = (int(start), int(stop))  # type: ignore[arg-type]
+    g_type = state.get("g_type")
+    if g_type is not None and g_type not in GENERATOR_TYPES:
+        raise ConfigError(f"the walker's g_type {g_type!r} is none of {sorted(GENERATOR_TYPES)}")
     state_dict = {
         "net.0.weight": w0.detach().float(),
         "net.0.bias": b0.detach().float(),
         "net.2.weight": w2.detach().float(),
         "net.2.bias": b2.detach().float(),
     }
-    g_type = state.get("g_type")
-    return ForeignWalker(module.origin, state_dict, int(dim), int(hidden), chunks, g_type and str(g_type))
+    return ForeignWalker(module.origin, state_dict, int(dim), int(hidden), chunks, g_type)
 
 
 def _level_name(generator: MultiLatentGenerator, indices: tuple[int, ...]) -> str:
@@ -147,7 +163,7 @@ def convert_walker(
 ) -> tuple[Walker, dict[str, Any]]:
     """Our walker and its meta (level, indices, generator) for ``generator``; the group comes from the file
     (the paper's start/stop), from ``levels``, or is the whole latent for COP-Gen's navigator."""
-    expected = {"bigbigan": "bigbigan", "stylegan": "stylegan2"}.get(foreign.generator_type or "")
+    expected = GENERATOR_TYPES.get(foreign.generator_type or "")
     if expected is not None and expected != generator.arch["name"]:
         raise ConfigError(
             f"the walker was trained on {foreign.generator_type}, not on {generator.arch['name']}: "
@@ -217,7 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if out.exists():
             raise ConfigError(f"'{out}' exists: choose a new file name (nothing is overwritten)")
         foreign = read_foreign_walker(args.source)
-        generator = build_generator(args.generator, args.checkpoint, **dict(args.arch))
+        try:
+            generator = build_generator(args.generator, args.checkpoint, **dict(args.arch))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"generator '{args.generator}' with {dict(args.arch)}: {err}") from None
         walker, meta = convert_walker(foreign, generator, args.levels, args.generator)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_walker(out, walker, meta)

@@ -5,6 +5,7 @@ Both expose ``delta(z, rng)``, the change added to z, so the view sampler treats
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,19 +21,24 @@ from solo_mlvgm.views.walker import Walker
 class RandomPerturbation:
     """delta = mean + std * N(0, 1) truncated to ±truncation (in std units), as Jahanian et al. and the paper.
 
-    The official code's probabilistic form, ``(low, high)``, is ``std=low, std_high=high, prob=0.5``: each
-    sample is perturbed with probability ``prob``, with its own std drawn uniformly from [std, std_high]
-    (a mix of easy and hard positives). Draws per call, in a fixed order: the unit noise, then the stds,
-    then who is perturbed (only the draws a setting needs).
+    The official code's probabilistic form, ``(low, high)``, is ``std=low, std_high=high, prob=0.5,
+    per_batch=True``: the level is perturbed with probability ``prob``, with a std drawn uniformly from
+    [std, std_high], decided once per batch as the official code does. ``per_batch=False`` (the default)
+    decides per sample instead, so every batch mixes easy and hard positives. Draws per call, in a fixed
+    order: the unit noise, then the stds, then who is perturbed (only the draws a setting needs).
     """
 
     mean: float = 0.0
     std: float = 1.0
     truncation: float = 2.0
     std_high: float | None = None  # per-sample std ~ U[std, std_high]
-    prob: float = 1.0  # per-sample probability of being perturbed at all
+    prob: float = 1.0  # probability of being perturbed at all
+    per_batch: bool = False  # one std and one perturbed-or-not decision for the whole batch
 
     def __post_init__(self) -> None:
+        values = (self.mean, self.std, self.truncation, self.prob, self.std_high or 0.0)
+        if not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"perturbation settings must be finite numbers, got {values}")
         if not self.std >= 0:
             raise ConfigError(f"perturbation std must be >= 0, got {self.std}")
         if not self.truncation > 0:
@@ -47,12 +53,13 @@ class RandomPerturbation:
         if self.std_high is None and self.prob == 1:
             return truncated_normal_(delta, self.mean, self.std, self.truncation, generator=generator)
         delta = truncated_normal_(delta, 0.0, 1.0, self.truncation, generator=generator)
-        std = torch.full((n, 1), self.std, device=device)
+        k = 1 if self.per_batch else n  # how many decisions: one for the batch, or one per sample
+        std = torch.full((k, 1), self.std, device=device)
         if self.std_high is not None:
-            std += torch.rand(n, 1, device=device, generator=generator) * (self.std_high - self.std)
+            std += torch.rand(k, 1, device=device, generator=generator) * (self.std_high - self.std)
         delta = self.mean + std * delta
         if self.prob < 1:
-            delta *= torch.rand(n, 1, device=device, generator=generator) < self.prob
+            delta *= torch.rand(k, 1, device=device, generator=generator) < self.prob
         return delta
 
     def delta(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -60,7 +67,9 @@ class RandomPerturbation:
 
     def describe(self) -> str:
         std = f"std {self.std:g}" if self.std_high is None else f"std {self.std:g}-{self.std_high:g}"
-        return std if self.prob == 1 else f"{std}, p {self.prob:g}"
+        text = std if self.prob == 1 else f"{std}, p {self.prob:g}"
+        varies = self.std_high is not None or self.prob < 1  # only then is there a decision per batch
+        return f"{text}, per batch" if self.per_batch and varies else text
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,7 +9,8 @@ A spec is written in a config as::
       perturb:                 # level or group name -> random perturbation; levels not named stay unchanged
         pose: {std: 1.0}
         color: {mean: 0.0, std: 1.0, truncation: 2.0}
-        shape: {std: [0.5, 1.5], prob: 0.5}   # the official (low, high): half the samples, std ~ U[low, high]
+        shape: {std: [0.5, 1.5], prob: 0.5}   # per sample: half of them, each with a std ~ U[low, high]
+        # the official (low, high) exactly: {std: [low, high], prob: 0.5, per_batch: true}
         texture: {type: learned, walker: runs/mi_quant/latest/levels/texture/walker.pt}
 
 The paper's baselines are specs too: ``perturb: {}`` is ``synth`` (no latent change) and
@@ -31,7 +32,10 @@ from solo_mlvgm.views.perturbation import LearnedPerturbation, Perturbation, Ran
 from solo_mlvgm.views.pixel import check_pixel_options
 from solo_mlvgm.views.walker import load_walker
 
-_KEYS = {"random": {"type", "mean", "std", "truncation", "prob"}, "learned": {"type", "walker"}}
+_KEYS = {
+    "random": {"type", "mean", "std", "truncation", "prob", "per_batch"},
+    "learned": {"type", "walker"},
+}
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,11 @@ def _parse_perturbation(level: str, p: dict[str, Any]) -> Perturbation:
         if len(std) != 2:
             raise ConfigError(f"views.perturb.{level}.std must be a number or [low, high], got {list(std)}")
         values["std"], values["std_high"] = std
+    per_batch = values.pop("per_batch", False)
+    if not isinstance(per_batch, bool):
+        raise ConfigError(f"views.perturb.{level}.per_batch must be true or false, got {per_batch!r}")
     try:
-        return RandomPerturbation(**{k: float(v) for k, v in values.items()})
+        return RandomPerturbation(**{k: float(v) for k, v in values.items()}, per_batch=per_batch)
     except (ConfigError, TypeError, ValueError) as err:
         raise ConfigError(f"views.perturb.{level}: {err}") from None
 
