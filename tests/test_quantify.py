@@ -321,3 +321,23 @@ def test_an_ad_hoc_group_gets_one_joint_walker_usable_as_a_view(tmp_path):
         if not torch.equal(a, p)
     ]
     assert sorted(changed) == ["pose", "texture"]
+
+
+def test_a_stochastic_walker_scales_its_delta_per_sample(tmp_path, world):
+    path = _save_constant(tmp_path, world, "color", torch.full((8,), 0.5))
+    spec = ViewSpec.from_config(
+        {"perturb": {"color": {"type": "learned", "walker": str(path), "scale": [-1, 1]}}}
+    )
+    assert spec.perturb["color"].describe().endswith("x U[-1, 1]")
+    pair = ViewSampler(world, spec).sample_levels(256, torch.Generator().manual_seed(0))
+    moved = pair.positive[2] - pair.anchor[2]  # 0.5 x s, one s per sample, the same on every coordinate
+    s = moved[:, 0] / 0.5
+    assert torch.allclose(moved, 0.5 * s[:, None].expand(-1, 8), atol=1e-6)
+    assert s.min() < -0.8 and s.max() > 0.8 and s.abs().max() <= 1
+    again = ViewSampler(world, spec).sample_levels(256, torch.Generator().manual_seed(0))
+    assert torch.equal(pair.positive[2], again.positive[2])
+    for bad in ([1, -1], "wide", [0, float("nan")]):
+        with pytest.raises(ConfigError, match="scale"):
+            ViewSpec.from_config(
+                {"perturb": {"color": {"type": "learned", "walker": str(path), "scale": bad}}}
+            )

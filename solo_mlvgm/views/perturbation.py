@@ -74,11 +74,22 @@ class RandomPerturbation:
 
 @dataclass(frozen=True, eq=False)
 class LearnedPerturbation:
-    """delta = p(z) from a trained walker (deterministic: the walker decides the view from the anchor)."""
+    """delta = p(z) from a trained walker: deterministic, the walker decides the view from the anchor (the
+    paper's). With ``scale=(low, high)``, delta = s * p(z) with s ~ U[low, high] per sample: a stochastic
+    walker, whose positives lie anywhere along the learned direction (e.g. (-1, 1): both ways)."""
 
     walker: Walker
     source: str  # the walker file, for messages and run records
     meta: dict[str, Any] = field(default_factory=dict)
+    scale: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale is not None:
+            low, high = self.scale
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ConfigError(
+                    f"walker scale must be finite [low, high] with low <= high, got {list(self.scale)}"
+                )
 
     def delta(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if z.shape[1] != self.walker.dim:
@@ -87,10 +98,16 @@ class LearnedPerturbation:
             )
         if next(self.walker.parameters()).device != z.device:
             self.walker.to(z.device)
-        return self.walker(z.float()).to(z.dtype)
+        delta = self.walker(z.float()).to(z.dtype)
+        if self.scale is None:
+            return delta
+        low, high = self.scale
+        s = low + (high - low) * torch.rand(z.shape[0], 1, device=z.device, generator=generator)
+        return delta * s.to(z.dtype)
 
     def describe(self) -> str:
-        return f"walker {self.source}"
+        scaled = "" if self.scale is None else f" x U[{self.scale[0]:g}, {self.scale[1]:g}]"
+        return f"walker {self.source}{scaled}"
 
 
 Perturbation = RandomPerturbation | LearnedPerturbation

@@ -34,7 +34,7 @@ from solo_mlvgm.views.walker import load_walker
 
 _KEYS = {
     "random": {"type", "mean", "std", "truncation", "prob", "per_batch"},
-    "learned": {"type", "walker"},
+    "learned": {"type", "walker", "scale"},
 }
 
 
@@ -100,8 +100,17 @@ def _parse_perturbation(level: str, p: dict[str, Any]) -> Perturbation:
     if kind == "learned":
         if not p.get("walker"):
             raise ConfigError(f"views.perturb.{level} of type 'learned' needs walker=<walker.pt>")
+        scale = p.get("scale")
+        if scale is not None and (
+            isinstance(scale, str) or not isinstance(scale, Sequence) or len(scale) != 2
+        ):
+            raise ConfigError(f"views.perturb.{level}.scale must be [low, high], got {scale!r}")
         walker, meta = load_walker(p["walker"])
-        return LearnedPerturbation(walker, str(p["walker"]), meta)
+        try:
+            pair = None if scale is None else (float(scale[0]), float(scale[1]))
+            return LearnedPerturbation(walker, str(p["walker"]), meta, pair)
+        except (ConfigError, TypeError, ValueError) as err:
+            raise ConfigError(f"views.perturb.{level}: {err}") from None
     values = {k: v for k, v in p.items() if k != "type"}
     std = values.get("std")
     if isinstance(std, Sequence) and not isinstance(std, str):  # [low, high]: a std per sample
