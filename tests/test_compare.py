@@ -56,10 +56,12 @@ def test_plan_has_every_row_method_and_seed_with_identical_common_settings(tmp_p
         "ml_random_class",
         "single_learned",
         "ml_learned",
+        "ml_learned_stochastic",
+        "ml_learned_joint",
         "supervised",
     ]
     runs = plan_runs(cfg, rows, [0, 1])
-    assert len(runs) == 7 * 2 * 2 + 1 * 2  # seven self-supervised rows x 2 methods x 2 seeds + supervised
+    assert len(runs) == 9 * 2 * 2 + 1 * 2  # nine self-supervised rows x 2 methods x 2 seeds + supervised
     assert {r.method for r in runs if r.row.name == "supervised"} == {"supervised"}
     assert len({r.run_dir for r in runs}) == len(runs)
     by_key = {r.key: compose_run_config(base_config_name(cfg, r.method), r.overrides) for r in runs}
@@ -79,6 +81,12 @@ def test_plan_has_every_row_method_and_seed_with_identical_common_settings(tmp_p
         by_key["ml_learned/simclr/seed0"].views.perturb.pose.walker
         == "runs/mi_quant/latest/levels/pose/walker.pt"
     )
+    stochastic = by_key["ml_learned_stochastic/simclr/seed0"].views.perturb
+    assert {k: list(v.scale) for k, v in stochastic.items()} == {
+        k: [-10, 10] for k in ("pose", "color", "texture")
+    }
+    (joint,) = by_key["ml_learned_joint/simclr/seed0"].views.perturb.items()
+    assert joint[0] == "pose+color+texture+none" and joint[1].walker.startswith("runs/mi_quant_joint/latest/")
     # per-method settings apply to that method only
     assert by_key["synth/simclr/seed0"].optimizer.lr == pytest.approx(8e-3)
     assert by_key["synth/simsiam/seed0"].optimizer.lr == pytest.approx(0.5)  # its own recipe
@@ -86,9 +94,15 @@ def test_plan_has_every_row_method_and_seed_with_identical_common_settings(tmp_p
 
 
 def test_missing_walkers_skip_their_rows_with_the_command_that_makes_them(tmp_path, hydra_configs):
-    cfg = _cfg(tmp_path, f"walkers.ml={tmp_path}/none", f"walkers.single={tmp_path}/none2")
+    cfg = _cfg(
+        tmp_path,
+        f"walkers.ml={tmp_path}/none",
+        f"walkers.single={tmp_path}/none2",
+        f"walkers.joint={tmp_path}/n3",
+    )
     runs, skipped, _ = prepare(cfg)
-    assert set(skipped) == {"ml_learned", "single_learned"}
+    assert set(skipped) == {"ml_learned", "ml_learned_stochastic", "ml_learned_joint", "single_learned"}
+    assert "levels=[pose+color+texture+none]" in skipped["ml_learned_joint"]
     assert "main_quantify.py" in skipped["ml_learned"] and "walker.pt" in skipped["ml_learned"]
     assert "levels=[all]" in skipped["single_learned"]
     assert not {r.row.name for r in runs} & set(skipped)
@@ -98,10 +112,23 @@ def test_missing_walkers_skip_their_rows_with_the_command_that_makes_them(tmp_pa
 def test_present_walkers_make_their_rows_run(tmp_path, hydra_configs, world):
     ml = _walkers(tmp_path / "ml", world, {"pose": (1,), "color": (2,), "texture": (3,)})
     single = _walkers(tmp_path / "all", world, {"all": tuple(range(5))})
-    cfg = _cfg(tmp_path, f"walkers.ml={ml}", f"walkers.single={single}", "seeds=[0]", "methods=[simclr]")
+    joint = _walkers(tmp_path / "joint", world, {"pose+color+texture+none": (1, 2, 3, 4)})
+    cfg = _cfg(
+        tmp_path,
+        f"walkers.ml={ml}",
+        f"walkers.single={single}",
+        f"walkers.joint={joint}",
+        "seeds=[0]",
+        "methods=[simclr]",
+    )
     runs, skipped, configs = prepare(cfg)
     assert skipped == {}
-    assert {r.row.name for r in runs} >= {"ml_learned", "single_learned"}
+    assert {r.row.name for r in runs} >= {
+        "ml_learned",
+        "ml_learned_stochastic",
+        "ml_learned_joint",
+        "single_learned",
+    }
 
 
 @pytest.mark.parametrize(
