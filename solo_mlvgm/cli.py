@@ -90,5 +90,7 @@ def _remove_if_only_hydras(run_dir: Path, hydras: set[str], name: str) -> None:
         if name and run_dir.parent.name == name:  # runs/<name>/ when this was its only run
             try:
                 run_dir.parent.rmdir()
+                if run_dir.parent.parent.resolve() == (Path.cwd() / "runs").resolve():
+                    run_dir.parent.parent.rmdir()  # ./runs/ too, when nothing else is in it
             except OSError:
                 pass
