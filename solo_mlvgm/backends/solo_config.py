@@ -79,23 +79,6 @@ REPEAT_ANCHORS = ("deepclusterv2",)
 OUR_KEYS = ("generator", "views", "backend", "collapse_threshold")
 OUR_DATA_KEYS = ("format", "epoch_size", "autocast", "channels_last", "val_size")
 DEFAULT_VAL_SIZE = 5000  # images of the validation split rendered when the file names a val_path
-# Blocks that must be mappings when present (a value there is a mistake solo-learn would crash on)
-BLOCKS = (
-    "data",
-    "backbone",
-    "method_kwargs",
-    "optimizer",
-    "scheduler",
-    "momentum",
-    "performance",
-    "checkpoint",
-    "auto_resume",
-    "wandb",
-    "knn_eval",
-    "auto_umap",
-    "generator",
-    "views",
-)
 # Top-level blocks passed unchanged to solo-learn's method class, as its main_pretrain.py does.
 METHOD_BLOCKS = (
     "name",
@@ -106,6 +89,18 @@ METHOD_BLOCKS = (
     "scheduler",
     "momentum",
     "performance",
+)
+# Blocks that must be mappings when present (a value there is a mistake solo-learn would crash on)
+BLOCKS = (
+    "data",
+    *METHOD_BLOCKS[2:],
+    "checkpoint",
+    "auto_resume",
+    "wandb",
+    "knn_eval",
+    "auto_umap",
+    "generator",
+    "views",
 )
 # Trainer arguments the run sets itself (its logger, callbacks, checkpoints, folder, progress display).
 OWN_TRAINER_ARGS = ("logger", "callbacks", "enable_checkpointing", "default_root_dir", "enable_progress_bar")

@@ -103,16 +103,24 @@ def load_restricted(path: str | Path, stand_ins: Mapping[tuple[str, str], Any]) 
     """Unpickle ``path`` with ``DATA_GLOBALS`` plus the format's ``stand_ins`` as the only globals."""
     allowed = {**DATA_GLOBALS, **stand_ins}
     with open(path, "rb") as file:
-        try:
-            return RestrictedUnpickler(file, allowed, str(path)).load()
-        except ConfigError:  # a global outside the allowlist, or a stand-in refusing its data
+        return _load(lambda: RestrictedUnpickler(file, allowed, str(path)).load(), path, "pickle")
+
+
+def _load(load: Callable[[], Any], path: str | Path, what: str) -> Any:
+    """``load()``, every failure one ``ConfigError`` line naming the file: a global outside the allowlist
+    or a stand-in refusing its data as they are, anything else (a truncated or foreign file) as unreadable."""
+    try:
+        return load()
+    except ConfigError as err:
+        if str(path) in str(err):
             raise
-        except RecursionError:
-            raise ConfigError(f"'{path}' nests its objects too deeply to be a checkpoint") from None
-        except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error
-            raise ConfigError(
-                f"'{path}' is not a readable pickle: {type(err).__name__}: {one_line(err)}"
-            ) from None
+        raise UnsafeCheckpointError(f"'{path}': {err}") from None
+    except RecursionError:
+        raise ConfigError(f"'{path}' nests its objects too deeply to be a checkpoint") from None
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error
+        raise ConfigError(
+            f"'{path}' is not a readable {what}: {type(err).__name__}: {one_line(err)}"
+        ) from None
 
 
 # torch.save's storage classes, as its zip files name them, and the element type each stands for
@@ -197,16 +205,9 @@ def load_restricted_torch(path: str | Path, stand_ins: Mapping[tuple[str, str], 
         if len(pickles) != 1:
             raise ConfigError(f"'{path}' is not a torch.save file (no single <name>/data.pkl record)")
         prefix = pickles[0][: -len("data.pkl")]
-        try:
+
+        def load() -> Any:
             file = io.BytesIO(archive.read(_stored(archive, pickles[0])))
             return _TorchZipUnpickler(file, allowed, str(path), archive, prefix).load()
-        except ConfigError as err:
-            if str(path) in str(err):
-                raise
-            raise UnsafeCheckpointError(f"'{path}': {err}") from None
-        except RecursionError:
-            raise ConfigError(f"'{path}' nests its objects too deeply to be a checkpoint") from None
-        except Exception as err:  # noqa: BLE001 - a truncated or foreign file is a user error
-            raise ConfigError(
-                f"'{path}' is not a readable torch file: {type(err).__name__}: {one_line(err)}"
-            ) from None
+
+        return _load(load, path, "torch file")
