@@ -20,7 +20,12 @@ from solo_mlvgm.checks import flag, integer, number
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import GENERATORS, build_generator
 from solo_mlvgm.generators.base import MultiLatentGenerator
-from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, check_threshold
+from solo_mlvgm.methods.collapse import (
+    DEFAULT_RANK_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    check_rank_threshold,
+    check_threshold,
+)
 from solo_mlvgm.views.crops import CropGroup
 from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, check_pixel_options
 from solo_mlvgm.views.spec import ViewSpec
@@ -187,6 +192,7 @@ class PretrainSpec:
     data: DataSpec
     trainer: TrainerSpec
     collapse_threshold: float
+    feature_rank_threshold: float
     resume_from: Path | None
     views_block: DictConfig  # the views block used (from views_file when given), recorded with the run
     crops: tuple[CropGroup, ...] = ()  # solo-learn's augmentations (a solo-learn file): replace views.pixel
@@ -213,6 +219,9 @@ class PretrainSpec:
             data=data,
             trainer=TrainerSpec.from_config(cfg),
             collapse_threshold=check_threshold(cfg.get("collapse_threshold", DEFAULT_THRESHOLD)),
+            feature_rank_threshold=check_rank_threshold(
+                cfg.get("feature_rank_threshold", DEFAULT_RANK_THRESHOLD)
+            ),
             resume_from=Path(resume) if resume else None,
             views_block=views,
         )

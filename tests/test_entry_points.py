@@ -48,6 +48,8 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
     assert record["backend"] == backend
     assert record["collapse"]["monitored"] and record["collapse"]["collapsed"] is False
     assert "collapse signal (collapse_std" in done.stdout and "healthy" in done.stdout
+    assert record["feature_rank"]["monitored"] and record["feature_rank"]["collapsed"] is False
+    assert "feature rank (feature_rank" in done.stdout
 
     linear = _run(
         "main_linear.py",
@@ -81,6 +83,7 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
         ),
         (["data.num_classes=7"], "error: data.num_classes=7 does not match the data's 10 classes"),
         (["collapse_threshold=abc"], "error: collapse_threshold must be in (0, 1)"),
+        (["feature_rank_threshold=1"], "error: feature_rank_threshold must be in (0, 1)"),
     ],
 )
 def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):

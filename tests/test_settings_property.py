@@ -29,6 +29,7 @@ PRETRAIN_KEYS = [
     "log_every_n_steps",
     "devices",
     "collapse_threshold",
+    "feature_rank_threshold",
     "data.epoch_size",
     "data.crop_size",
     "data.num_classes",

@@ -68,6 +68,9 @@ def test_our_config_builds_and_trains_solo_learns_method(tmp_path, method):
     assert "train_acc1" in metrics and "train_class_loss" in metrics
     after = model.backbone.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
+    # both collapse signals read solo-learn's projector and backbone through hooks
+    assert "collapse_std" in metrics and job.collapse.summary()["monitored"]
+    assert job.collapse.feature_rank_summary()["final"] is not None
     assert not job.data.generator.training and job.data.generator.device.type == "cpu"
     # the Lightning checkpoint loads safely (SimSiam's scheduler partial is not saved)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)

@@ -48,7 +48,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from solo_mlvgm.checks import flag, integer, number
 from solo_mlvgm.data.crops import MultiCropSampling
 from solo_mlvgm.errors import ConfigError
-from solo_mlvgm.methods.collapse import DEFAULT_THRESHOLD, check_threshold
+from solo_mlvgm.methods.collapse import (
+    DEFAULT_RANK_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    check_rank_threshold,
+    check_threshold,
+)
 from solo_mlvgm.runs import read_status
 from solo_mlvgm.settings import DataSpec, GeneratorSpec, PretrainSpec, TrainerSpec, generator_autocast
 from solo_mlvgm.views.crops import CropGroup, parse_crop_groups, unread_crop_keys
@@ -76,7 +81,7 @@ DATASET_MEAN_STD = {
 # sample index): their epoch is a fixed set of anchors, with new positives and crops every epoch.
 REPEAT_ANCHORS = ("deepclusterv2",)
 # Keys of ours the file may add (config groups and settings of solo_mlvgm).
-OUR_KEYS = ("generator", "views", "backend", "collapse_threshold")
+OUR_KEYS = ("generator", "views", "backend", "collapse_threshold", "feature_rank_threshold")
 OUR_DATA_KEYS = ("format", "epoch_size", "autocast", "channels_last", "val_size")
 DEFAULT_VAL_SIZE = 5000  # images of the validation split rendered when the file names a val_path
 # Top-level blocks passed unchanged to solo-learn's method class, as its main_pretrain.py does.
@@ -300,6 +305,9 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
         ),
         trainer=TrainerSpec.from_config(cfg, extra=extra, strategy_default="auto"),
         collapse_threshold=check_threshold(plain.get("collapse_threshold", DEFAULT_THRESHOLD)),
+        feature_rank_threshold=check_rank_threshold(
+            plain.get("feature_rank_threshold", DEFAULT_RANK_THRESHOLD)
+        ),
         resume_from=Path(str(resume)) if resume else None,
         views_block=views_block,
         crops=groups,

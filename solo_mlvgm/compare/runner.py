@@ -156,7 +156,9 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
         "seed": run.seed,
         **scores,
         "steps": steps,
-        "collapsed": bool(record.get("collapse", {}).get("collapsed", False)),
+        "collapsed": any(
+            bool(record.get(k, {}).get("collapsed", False)) for k in ("collapse", "feature_rank")
+        ),
         "config_digest": config_digest(run_cfg),
         "pretrain_seconds": pretrain_seconds,
         "probe_seconds": time.perf_counter() - start,

@@ -175,7 +175,7 @@ def run_linear_eval(cfg: DictConfig) -> dict:
             print(
                 f"warning: the pretrained backbone (top-1 {r['top1']:.2f}%) does not beat a randomly "
                 f"initialised one ({rr['top1']:.2f}%): pretraining learned nothing useful here "
-                "(see the run's pretrain.json, 'collapse')",
+                "(see the run's pretrain.json, 'collapse' and 'feature_rank')",
                 file=sys.stderr,
             )
     print(f"results: {out}")

@@ -82,7 +82,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     pl.seed_everything(spec.seed, workers=True, verbose=False)  # before any module draws its weights
     backend = resolve_backend(spec.backend, spec.method)
     method_cfg = backend.check_method(cfg)
-    collapse = CollapseMonitor(spec.collapse_threshold)
+    collapse = CollapseMonitor(spec.collapse_threshold, rank_threshold=spec.feature_rank_threshold)
     trainer = _build_trainer(spec, run_dir, collapse)
     generator = spec.generator.build() if spec.generator is not None else None
     data = build_data(spec, generator, trainer)
@@ -120,7 +120,7 @@ def build_solo_file_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     run = parse_solo_file(cfg, run_dir.parent, solo.method_sources(str(cfg.get("method"))))
     spec = run.spec
     pl.seed_everything(spec.seed, workers=True, verbose=False)  # before any module draws its weights
-    collapse = CollapseMonitor(spec.collapse_threshold)
+    collapse = CollapseMonitor(spec.collapse_threshold, rank_threshold=spec.feature_rank_threshold)
     callbacks, loggers = solo.file_callbacks_and_loggers(run, run.solo_cfg, run_dir)
     trainer = _build_trainer(spec, run_dir, collapse, callbacks, loggers)
     assert spec.generator is not None  # parse_solo_file requires one
@@ -354,7 +354,7 @@ def _write_end(job: Pretraining, seconds: float) -> None:
     extra = job.solo_file.backbone if job.solo_file is not None else job.backend.backbone_record(job.method)
     save_backbone(run_dir / BACKBONE_FILE, backbone, job.record, extra)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    collapse = job.collapse.summary()
+    collapse, rank = job.collapse.summary(), job.collapse.feature_rank_summary()
     write_json(
         run_dir / "pretrain.json",
         {
@@ -363,6 +363,7 @@ def _write_end(job: Pretraining, seconds: float) -> None:
             "steps": int(trainer.global_step),
             "metrics": metrics,
             "collapse": collapse,
+            "feature_rank": rank,
         },
     )
     point_latest(run_dir)
@@ -374,6 +375,12 @@ def _write_end(job: Pretraining, seconds: float) -> None:
         print(
             f"collapse signal ({collapse['metric']}, about 1 healthy, 0 collapsed): final {collapse['final']:.3f}, "
             f"lowest {collapse['lowest']:.3f}, threshold {collapse['threshold']}: {verdict}"
+        )
+    if rank["monitored"] and rank["final"] is not None:
+        verdict = "COLLAPSED" if rank["collapsed"] else "healthy"
+        print(
+            f"feature rank ({rank['metric']}, the backbone's effective rank over its dimensions): final "
+            f"{rank['final']:.3f}, lowest {rank['lowest']:.3f}, threshold {rank['threshold']}: {verdict}"
         )
 
 
