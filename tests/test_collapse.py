@@ -3,6 +3,8 @@ direction while its projector output stays spread, and a healthy run is not."""
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -96,10 +98,27 @@ def test_features_on_one_direction_are_flagged_by_the_feature_rank(tmp_path, cap
     assert rank["collapsed"] and rank["first_below_step"] == 3, rank
     assert rank["final"] < 2 / job.method.feature_dim  # about one of its dimensions
     assert not spread["collapsed"], spread  # what the projector signal alone would have missed
-    assert RANK_METRIC in job.trainer.callback_metrics
+    with open(tmp_path / "logs" / "metrics.csv") as f:  # one row per window, at its last step
+        rows = [r for r in csv.DictReader(f) if r.get(RANK_METRIC)]
+    assert [int(r["step"]) for r in rows] == [2, 5]
     err = capfd.readouterr().err
     assert err.count("warning: dimensional collapse: at the end of training") == 1
     assert "representation collapse" not in err
+
+
+def test_a_diverged_run_reads_rank_zero_and_a_short_last_window_is_left_out():
+    assert float(effective_rank_fraction(torch.full((64, 8), float("nan")))) == 0.0
+    monitor = CollapseMonitor(window=4)
+    monitor.monitored = monitor.started = True
+    rng = torch.Generator().manual_seed(0)
+    low = torch.zeros(16, 8)
+    low[:, 0] = torch.randn(16, generator=rng)  # one direction of 8
+    for step in range(1, 6):  # a full window of one-direction features, then one step of spread ones
+        monitor._step_value = torch.tensor(0.9)
+        monitor._step_features = low if step <= 4 else torch.randn(16, 8, generator=rng)
+        monitor.on_train_batch_end(_Trainer(step), _Module(), None, None, step)
+    monitor._close_window(_Trainer(5))  # what the end of fit does: 1 of 4 batches, left out
+    assert monitor.rank.recent == [pytest.approx(monitor.rank.lowest)] and monitor.rank.last < 0.2
 
 
 def test_effective_rank_fraction_reads_the_directions_features_span():
@@ -155,6 +174,7 @@ def test_bad_threshold_is_one_line(bad):
 
 class _Trainer:
     progress_bar_callback = None
+    loggers: list = []
 
     def __init__(self, step: int) -> None:
         self.global_step = step

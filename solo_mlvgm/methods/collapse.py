@@ -12,16 +12,19 @@ fraction of the most it can be (feature dimensions or samples, the fewer). It ca
 misses: runs whose projector output stays spread while the backbone's features shrink onto a few
 directions, which probe below a randomly initialised backbone (README, "Collapse detection"). Healthy
 runs dip early and recover (convnet6 on the toy world: from about 0.6 down to 0.2, back up to 0.3), so
-it is judged at the end of training, on its mean over the last ``RANK_WINDOWS`` windows.
+it is judged at the end of training, on its mean over the last ``RANK_WINDOWS`` windows (a trailing
+window of less than half the batches is left out, unless it is the only one). Features that are not
+finite (a diverged run) read 0. It is written to the loggers once per window, at the window's last step.
 
 Forward hooks on ``pl_module.projector`` and ``pl_module.backbone`` read the first training-mode output of
 every step (the first large crop's, for solo-learn's methods; momentum copies are other modules and are not
 read), so no method's code is touched. The host reads the signals once per ``window`` training batches (no
 per-step device sync). The first window whose ``collapse_std`` is below its threshold prints one warning
 line; so does the end of a run whose final ``feature_rank`` is below its own. ``summary()`` and
-``feature_rank_summary()`` are what the run records in ``pretrain.json``. Methods without a ``projector`` (solo-learn's DINO and MAE, our
-supervised baseline, whose features rightly span about as many directions as there are classes) are not
-monitored, and say so.
+``feature_rank_summary()`` are what the run records in ``pretrain.json``. Methods without a
+``projector`` (solo-learn's DINO and MAE, our supervised baseline, whose features rightly span about as
+many directions as there are classes) are not monitored, and say so. Under DDP each process judges its
+own features and process 0 reports.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def normalised_std(z: Tensor) -> Tensor:
 def effective_rank_fraction(features: Tensor) -> Tensor:
     """RankMe of ``features`` (samples x d) over min(samples, d): in (0, 1], 1 for isotropic features."""
     f = features.detach().float().flatten(1)
+    if not bool(torch.isfinite(f).all()):  # a diverged run; svdvals would raise on the CPU
+        return f.new_zeros(())
     s = torch.linalg.svdvals(f - f.mean(dim=0))
     p = s / s.sum().clamp_min(1e-12) + 1e-7  # RankMe's epsilon: a zero matrix reads rank 1, not NaN
     return torch.exp(-(p * p.log()).sum()) / min(f.shape)
@@ -76,7 +81,9 @@ def check_threshold(threshold: object, key: str = "collapse_threshold", healthy:
 
 
 def check_rank_threshold(threshold: object) -> float:
-    return check_threshold(threshold, "feature_rank_threshold", "0.3 or more on the toy world")
+    return check_threshold(
+        threshold, "feature_rank_threshold", "a fraction of the feature dimensions, 0.3 or more"
+    )
 
 
 @dataclass
@@ -139,6 +146,8 @@ class CollapseMonitor(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         projector, backbone = getattr(pl_module, "projector", None), getattr(pl_module, "backbone", None)
         self.started = True
+        self._step_value, self._step_features, self._window_sum = None, None, None
+        self._window_features, self._window_count = [], 0
         self.monitored = isinstance(projector, nn.Module)
         if isinstance(projector, nn.Module):
             self._handles.append(projector.register_forward_hook(self._capture_projection))
@@ -173,7 +182,7 @@ class CollapseMonitor(Callback):
             and isinstance(output, Tensor)
             and output.ndim == 2
         ):
-            self._step_features = output.detach()
+            self._step_features = output.detach().clone()  # not a view that pins a larger tensor (ViT)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -190,7 +199,7 @@ class CollapseMonitor(Callback):
         if self._window_count >= self.window:
             rank = self._close_window(trainer)
             if rank is not None:
-                pl_module.log(RANK_METRIC, rank)
+                _log_window(trainer, rank)
 
     def _close_window(self, trainer: pl.Trainer) -> float | None:
         """Read the window's signals on the host, warn where one fell; the window's feature rank."""
@@ -205,7 +214,8 @@ class CollapseMonitor(Callback):
                 "backbone is likely learning nothing useful",
             )
         rank = None
-        if len(self._window_features) > 0:
+        full_enough = 2 * len(self._window_features) >= self.window or self.rank.last is None
+        if self._window_features and full_enough:
             rank = float(effective_rank_fraction(torch.cat(self._window_features)))
             self.rank.add(rank, step)
         self._window_sum, self._window_features, self._window_count = None, [], 0
@@ -225,6 +235,8 @@ class CollapseMonitor(Callback):
             return {"metric": track.metric, "monitored": False, "reason": "no training ran in this process"}
         if not self.monitored:
             return {"metric": track.metric, "monitored": False, "reason": "the method has no projector"}
+        if track.last is None and track is self.rank:
+            return {"metric": track.metric, "monitored": False, "reason": "no 2-d backbone output was seen"}
         return track.summary()
 
     def state_dict(self) -> dict[str, Any]:
@@ -247,6 +259,13 @@ class CollapseMonitor(Callback):
             track.last = saved.get("last")
             track.lowest = saved.get("lowest")
             track.recent = list(saved.get("recent", []))
+
+
+@rank_zero_only
+def _log_window(trainer: pl.Trainer, rank: float) -> None:
+    """One row per window in the run's logs (``self.log`` would repeat it at every logging step)."""
+    for logger in trainer.loggers:
+        logger.log_metrics({RANK_METRIC: rank}, step=max(0, int(trainer.global_step) - 1))
 
 
 @rank_zero_only
