@@ -202,7 +202,25 @@ def test_finished_runs_are_not_retrained_and_the_report_is_written(tmp_path, hyd
         run_comparison(_cfg(tmp_path, *small, "random_backbone=false", "force=true"))
     assert calls == [runs[0].key]  # force retrains the first run instead of reading it
 
+    # a run finished meanwhile by another invocation on the same out is read, not trained again
+    calls.clear()
+    for run in runs:
+        (run.run_dir / runner.RESULT_FILE).unlink()
+
+    def other_invocation_finishes_the_rest(run, c, e):
+        calls.append(run.key)
+        for later in runs[1:]:
+            _fake_result(later, 60.0, runner.config_digest(configs[later.key]))
+        _fake_result(run, 55.0, runner.config_digest(c))
+        return json.loads((run.run_dir / runner.RESULT_FILE).read_text())
+
+    monkeypatch.setattr(runner, "train_and_evaluate", other_invocation_finishes_the_rest)
+    assert run_comparison(cfg)["runs_trained_this_invocation"] == 1 and calls == [runs[0].key]
+
     # a result made by another config (e.g. an older recipe of the method) is trained again, not reused
+    monkeypatch.setattr(
+        runner, "train_and_evaluate", lambda run, c, e: calls.append(run.key) or no_training()
+    )
     calls.clear()
     _fake_result(runs[0], 50.0, runner.config_digest(configs[runs[0].key]))
     _fake_result(runs[-1], 50.0, "digest-of-an-older-recipe")

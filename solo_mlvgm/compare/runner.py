@@ -125,14 +125,15 @@ def config_digest(run_cfg: DictConfig) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def stored_result(run: PlannedRun, run_cfg: DictConfig) -> dict[str, Any] | None:
+def stored_result(run: PlannedRun, run_cfg: DictConfig, say: bool = True) -> dict[str, Any] | None:
     """The run's ``result.json`` if it was trained with ``run_cfg``; None if missing or made by another
-    config (e.g. a method whose recipe changed since), which is then trained again."""
+    config (e.g. a method whose recipe changed since), which is then trained again (said when ``say``)."""
     if not run.finished:
         return None
     result = json.loads((run.run_dir / RESULT_FILE).read_text())
     if result.get("config_digest") != config_digest(run_cfg):
-        print(f"note: {run.key} was trained with another config: training it again")
+        if say:
+            print(f"note: {run.key} was trained with another config: training it again")
         return None
     return result
 
@@ -217,7 +218,10 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
     evaluator = Evaluator(LinearSpec.from_config(cfg.linear))
     results, trained = [], 0
     for run in runs:
-        if (done := stored[run.key]) is not None:
+        done = stored[run.key]
+        if done is None and not force:  # finished meanwhile by another invocation on the same ``out``
+            done = stored_result(run, configs[run.key], say=False)
+        if done is not None:
             results.append(done)
             continue
         trained += 1
