@@ -370,18 +370,16 @@ def _write_end(job: Pretraining, seconds: float) -> None:
     print(
         f"pretraining done in {seconds:.0f} s ({trainer.global_step} steps); backbone: {run_dir / BACKBONE_FILE}"
     )
-    if collapse["monitored"] and collapse["final"] is not None:
-        verdict = "COLLAPSED" if collapse["collapsed"] else "healthy"
-        print(
-            f"collapse signal ({collapse['metric']}, about 1 healthy, 0 collapsed): final {collapse['final']:.3f}, "
-            f"lowest {collapse['lowest']:.3f}, threshold {collapse['threshold']}: {verdict}"
-        )
-    if rank["monitored"] and rank["final"] is not None:
-        verdict = "COLLAPSED" if rank["collapsed"] else "healthy"
-        print(
-            f"feature rank ({rank['metric']}, the backbone's effective rank over its dimensions): final "
-            f"{rank['final']:.3f}, lowest {rank['lowest']:.3f}, threshold {rank['threshold']}: {verdict}"
-        )
+    for signal, title, gloss in (
+        (collapse, "collapse signal", "about 1 healthy, 0 collapsed"),
+        (rank, "feature rank", "the backbone's effective rank over its dimensions"),
+    ):
+        if signal["monitored"] and signal["final"] is not None:
+            verdict = "COLLAPSED" if signal["collapsed"] else "healthy"
+            print(
+                f"{title} ({signal['metric']}, {gloss}): final {signal['final']:.3f}, "
+                f"lowest {signal['lowest']:.3f}, threshold {signal['threshold']}: {verdict}"
+            )
 
 
 def run_pretraining(cfg: DictConfig, run_dir: Path) -> Path:

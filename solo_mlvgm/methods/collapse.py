@@ -94,15 +94,17 @@ class _Track:
     metric: str
     threshold: float
     average: int = 1
-    last: float | None = None
     lowest: float | None = None
     first_below_step: int | None = None
     recent: list[float] = field(default_factory=list)
 
+    @property
+    def last(self) -> float | None:
+        return sum(self.recent) / len(self.recent) if self.recent else None
+
     def add(self, value: float, step: int) -> bool:
         """Record a window's value; True the first time it falls below the threshold."""
         self.recent = [*self.recent, value][-self.average :]
-        self.last = sum(self.recent) / len(self.recent)
         self.lowest = value if self.lowest is None else min(self.lowest, value)
         if value < self.threshold and self.first_below_step is None:
             self.first_below_step = step
@@ -241,12 +243,7 @@ class CollapseMonitor(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            name: {
-                "first_below_step": t.first_below_step,
-                "last": t.last,
-                "lowest": t.lowest,
-                "recent": t.recent,
-            }
+            name: {"first_below_step": t.first_below_step, "lowest": t.lowest, "recent": t.recent}
             for name, t in (("std", self.std), ("rank", self.rank))
         }
 
@@ -256,9 +253,9 @@ class CollapseMonitor(Callback):
         for name, track in (("std", self.std), ("rank", self.rank)):
             saved = state_dict.get(name, {})
             track.first_below_step = saved.get("first_below_step")
-            track.last = saved.get("last")
             track.lowest = saved.get("lowest")
-            track.recent = list(saved.get("recent", []))
+            last = saved.get("last")  # checkpoints written before ``recent`` was kept
+            track.recent = list(saved.get("recent", [] if last is None else [last]))
 
 
 @rank_zero_only
