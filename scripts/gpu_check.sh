@@ -19,6 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu_check}"
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # scripts/*.py import the package from this checkout, installed or not
 if ! python -c "import torch" 2>/dev/null; then
     echo "error: '$(command -v python || echo python)' cannot import torch: activate the project's environment first" >&2
     exit 2
@@ -84,7 +85,7 @@ if python -c "import nvidia.dali" 2>/dev/null; then
 else
     echo "| dali | skipped: nvidia-dali is not installed | 0 |" >>"$report"
 fi
-step bench 300 python main_bench.py --config-name bench "${gen_bigbigan[@]}" "${gpu_run[@]}" \
+step bench 600 python main_bench.py --config-name bench "${gen_bigbigan[@]}" "${gpu_run[@]}" \
     bench.batch_sizes=[32,64,128,256] bench.torch.num_workers=8 bench.steps=20 bench.energy.enabled=false
 step quickstart 180 bash scripts/quickstart.sh precision=bf16-mixed
 latest_bench=$(ls -td runs/bench/*/ 2>/dev/null | head -1)
