@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from solo_mlvgm.compare import runner
 from solo_mlvgm.compare.plan import RESULT_FILE, base_config_name, compose_run_config, parse_rows, plan_runs
@@ -387,3 +388,36 @@ def test_report_flags_collapsed_seeds_and_rows_below_the_random_floor():
     assert "| GOOD | 90.5 ± 0.7 |" in text and "| FLAT | 22.5 ± 3.5 (!) |" in text
     assert "- FLAT, simsiam: collapsed in seed 0; below the random-backbone floor (28.0)" in text
     assert "GOOD, simsiam" not in text
+
+
+def test_changed_collapse_thresholds_judge_stored_runs_again_without_retraining(
+    tmp_path, hydra_configs, monkeypatch
+):
+    small = ["seeds=[0]", "methods=[simclr]", "rows.ml_learned=null", "rows.single_learned=null"]
+    cfg = _cfg(tmp_path, *small, "random_backbone=false")
+    runs, _, configs = prepare(cfg)
+    for run in runs:
+        _fake_result(run, 70.0, runner.config_digest(configs[run.key]))
+        signals = {"collapse": {"final": 0.9}, "feature_rank": {"final": 0.15}}  # rank < the 0.2 default
+        (run.run_dir / "pretrain.json").write_text(json.dumps(signals))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(runner, "train_and_evaluate", no_training)
+    monkeypatch.setattr(runner, "_export", lambda row, cfg: None)
+    monkeypatch.setattr(runner, "_dry_build", lambda cfg: None)
+    judged = {}
+    for threshold in ("0.2", "0.1"):
+        changed = _cfg(tmp_path, *small, "random_backbone=false")
+        changed.common = [*changed.common, f"feature_rank_threshold={threshold}"]
+        assert run_comparison(changed)["runs_trained_this_invocation"] == 0
+        results = json.loads((tmp_path / "cmp" / "results.json").read_text())["runs"]
+        judged[threshold] = {r["collapsed"] for r in results}
+    assert judged == {"0.2": {True}, "0.1": {False}}
+
+    # a result stored when the digest hashed the whole config, thresholds included, still counts
+    whole = runner._digest(OmegaConf.to_container(configs[runs[0].key], resolve=False))
+    assert whole != runner.config_digest(configs[runs[0].key])
+    _fake_result(runs[0], 70.0, whole)
+    assert run_comparison(cfg)["runs_trained_this_invocation"] == 0

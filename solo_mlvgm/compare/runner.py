@@ -4,6 +4,8 @@
 A run is finished when its folder holds ``result.json`` (written last) made by the same pretraining
 config (its digest is stored); re-running the command skips it, ``force=true`` recomputes it. An
 unfinished folder (an interrupted run), or one trained with another config, is cleared and trained again.
+The collapse thresholds only judge a finished run, so they are left out of the digest: a stored run is
+judged again against the current ones instead of being retrained.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from solo_mlvgm.data.export import export_image_folder
 from solo_mlvgm.entry.linear_eval import labelled_splits, rebuild_backbone
 from solo_mlvgm.entry.pretrain import build_pretraining, run_pretraining
 from solo_mlvgm.errors import ConfigError
+from solo_mlvgm.methods.collapse import DEFAULT_RANK_THRESHOLD, DEFAULT_THRESHOLD
 from solo_mlvgm.methods.linear_probe import probe_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
 from solo_mlvgm.settings import GeneratorSpec, LinearSpec
@@ -119,22 +122,53 @@ class Evaluator:
         )
 
 
+# pretrain.json's collapse signals and the run-config keys of the thresholds that judge them
+JUDGED_SIGNALS = {"collapse": "collapse_threshold", "feature_rank": "feature_rank_threshold"}
+_DEFAULT_THRESHOLDS = {
+    "collapse_threshold": DEFAULT_THRESHOLD,
+    "feature_rank_threshold": DEFAULT_RANK_THRESHOLD,
+}
+
+
+def _digest(container: Any) -> str:
+    return hashlib.sha1(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def config_digest(run_cfg: DictConfig) -> str:
-    """A hash of a run's pretraining config: a stored result counts only for the config that made it."""
-    text = json.dumps(OmegaConf.to_container(run_cfg, resolve=False), sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
+    """A hash of what a run's training depends on: a stored result counts only for the config that made
+    it. The collapse thresholds are left out (they judge the finished run; ``judged_collapsed``)."""
+    container = OmegaConf.to_container(run_cfg, resolve=False)
+    assert isinstance(container, dict)
+    return _digest({k: v for k, v in container.items() if k not in JUDGED_SIGNALS.values()})
+
+
+def judged_collapsed(record: dict[str, Any], run_cfg: DictConfig) -> bool:
+    """Whether either collapse signal of a run's ``pretrain.json`` ended below the run config's threshold
+    (the monitor's own rule: its final value under the threshold)."""
+    for signal, key in JUDGED_SIGNALS.items():
+        final = record.get(signal, {}).get("final")
+        if final is not None and final < float(run_cfg.get(key, _DEFAULT_THRESHOLDS[key])):
+            return True
+    return False
 
 
 def stored_result(run: PlannedRun, run_cfg: DictConfig, say: bool = True) -> dict[str, Any] | None:
-    """The run's ``result.json`` if it was trained with ``run_cfg``; None if missing or made by another
-    config (e.g. a method whose recipe changed since), which is then trained again (said when ``say``)."""
+    """The run's ``result.json`` if it was trained with ``run_cfg``, its ``collapsed`` judged against
+    ``run_cfg``'s thresholds; None if missing or made by another config (e.g. a method whose recipe
+    changed since), which is then trained again (said when ``say``)."""
     if not run.finished:
         return None
     result = json.loads((run.run_dir / RESULT_FILE).read_text())
-    if result.get("config_digest") != config_digest(run_cfg):
+    whole_config = _digest(
+        OmegaConf.to_container(run_cfg, resolve=False)
+    )  # results stored when it was all hashed
+    if result.get("config_digest") not in (config_digest(run_cfg), whole_config):
         if say:
             print(f"note: {run.key} was trained with another config: training it again")
         return None
+    record = run.run_dir / "pretrain.json"
+    if record.is_file():
+        result["collapsed"] = judged_collapsed(json.loads(record.read_text()), run_cfg)
     return result
 
 
@@ -157,9 +191,7 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
         "seed": run.seed,
         **scores,
         "steps": steps,
-        "collapsed": any(
-            bool(record.get(k, {}).get("collapsed", False)) for k in ("collapse", "feature_rank")
-        ),
+        "collapsed": judged_collapsed(record, run_cfg),
         "config_digest": config_digest(run_cfg),
         "pretrain_seconds": pretrain_seconds,
         "probe_seconds": time.perf_counter() - start,
