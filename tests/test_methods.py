@@ -122,17 +122,31 @@ def test_same_seed_gives_bit_identical_weights(tmp_path, method):
     assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
 
 
-def test_simsiam_predictor_keeps_a_constant_lr_while_the_rest_follows_the_schedule(tmp_path):
-    """The SimSiam paper's (and solo-learn's) recipe: the predictor's lr is not decayed."""
-    job = build_pretraining(compose_cfg("mlvgm_simsiam", TINY), tmp_path)
+@pytest.mark.parametrize(
+    "config, overrides",
+    [("mlvgm_simsiam", []), ("mlvgm_byol", ["++method_kwargs.static_pred_lr=true"])],
+)
+def test_predictor_keeps_a_constant_lr_while_the_rest_follows_the_schedule(tmp_path, config, overrides):
+    """The SimSiam paper's (and solo-learn's) recipe, and BYOL's with ``static_pred_lr``: the predictor's
+    lr is not decayed."""
+    job = build_pretraining(compose_cfg(config, [*TINY, *overrides]), tmp_path)
     job.trainer.fit(job.method, datamodule=job.data)
     groups = job.trainer.optimizers[0].param_groups
     predictor = {id(p) for p in job.method.predictor.parameters()}
     static = [g for g in groups if g.get("static_lr")]
     assert static and all(id(p) in predictor for g in static for p in g["params"])
+    assert sum(len(g["params"]) for g in static) == len(predictor)
     assert all(g["lr"] == g["initial_lr"] for g in static)
     scheduled = [g for g in groups if not g.get("static_lr")]
     assert scheduled and all(g["lr"] != g["initial_lr"] for g in scheduled)
+
+
+def test_byols_predictor_follows_the_schedule_without_static_pred_lr(tmp_path):
+    job = build_pretraining(
+        compose_cfg("mlvgm_byol", [*TINY, "++method_kwargs.static_pred_lr=false"]), tmp_path
+    )
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert not any(g.get("static_lr") for g in job.trainer.optimizers[0].param_groups)
 
 
 def test_a_checkpoint_to_resume_from_is_checked_before_the_run(tmp_path):

@@ -249,3 +249,11 @@ def test_solo_learns_methods_survive_ddp_spawn(tmp_path):
     job.trainer.fit(job.method, datamodule=job.data)  # trained in two spawned processes
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 2
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_byols_static_predictor_lr_is_honoured_by_solo_learns_byol(tmp_path, static):
+    cfg = compose_cfg("mlvgm_byol", [*SOLO, f"++method_kwargs.static_pred_lr={str(static).lower()}"])
+    groups = {g["name"]: g for g in build_pretraining(cfg, tmp_path).method.learnable_params}
+    assert bool(groups["predictor"].get("static_lr")) is static
+    assert not any(g.get("static_lr") for name, g in groups.items() if name != "predictor")

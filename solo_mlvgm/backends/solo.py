@@ -206,6 +206,15 @@ class _OurData(_SoloBase):
         if dictionary:
             super().log_dict(dictionary, *args, **kwargs)
 
+    @property
+    def learnable_params(self) -> list[dict]:
+        params = super().learnable_params
+        if self.cfg.method_kwargs.get("static_pred_lr", False):  # ours (BYOL): as SimSiam's predictor
+            for group in params:
+                if group.get("name") == "predictor":
+                    group["static_lr"] = True
+        return params
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # SimSiam's static-lr predictor wraps the scheduler's get_lr in a functools.partial, which
         # torch.load(weights_only=True) rejects; configure_optimizers rebuilds it on resume.

@@ -25,6 +25,7 @@ class BYOL(SSLMethod):
         "pred_hidden_dim": 4096,
         "base_tau": 0.99,
         "final_tau": 1.0,
+        "static_pred_lr": False,
     }
 
     def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
@@ -40,6 +41,10 @@ class BYOL(SSLMethod):
 
     def trainable_modules(self) -> Iterator[nn.Module]:
         yield from (self.backbone, self.projector, self.predictor)
+
+    def static_lr_modules(self) -> Iterator[nn.Module]:
+        if self.cfg.method_kwargs.static_pred_lr:  # as SimSiam's: the predictor keeps adapting to the
+            yield self.predictor  # target to the end (README, "The three methods")
 
     def ssl_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
         kw = self.cfg.method_kwargs
