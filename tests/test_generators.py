@@ -152,3 +152,51 @@ def test_levels_and_groups_are_addressable_by_name(world):
     assert world.resolve("all") == tuple(range(5))
     with pytest.raises(ConfigError, match="unknown level or group 'z9'.*pose"):
         world.resolve("z9")
+
+
+@pytest.mark.parametrize("factors", [list(FACTORS), ["pose", "shape", "none", "color", "texture"]])
+def test_out_of_distribution_latents_fade_the_image_and_prior_latents_never_do(factors):
+    """ood_radius: any used level pushed far off its prior greys the whole image (later levels further
+    out); prior samples render bit-identically to the world without it; `none` and labels stay exact."""
+    plain = build_generator("toyworld", factors=factors)
+    world = build_generator("toyworld", factors=factors, ood_radius=2.0)
+    base = world.sample_base(64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(world(world.to_levels(base)), plain(plain.to_levels(base)))
+    labels = world.labels(world.to_levels(base))
+    breaking_std = {}
+    for i, factor in enumerate(factors):
+        far = _perturb_alone(world, base, i, std=20.0)
+        assert torch.equal(world.labels(far), labels) or factor == "shape"
+        if factor == "none":
+            assert torch.equal(world(far), plain(far))
+            continue
+        assert (world(far) - 0.5).abs().max() < 0.01, factor  # grey: nothing of the anchor is left
+        faded = [
+            (world(_perturb_alone(world, base, i, std=s)) - 0.5).abs().mean().item() for s in (2, 3, 4, 6)
+        ]
+        assert faded == sorted(faded, reverse=True), (factor, faded)
+        breaking_std[factor] = next(
+            s
+            for s in (1.5, 2, 2.5, 3, 3.5, 4, 5, 6)
+            if world._in_distribution(_perturb_alone(world, base, i, std=s)).mean() < 0.5
+        )
+    used = [f for f in factors if f != "none"]
+    assert [breaking_std[f] for f in used] == sorted(breaking_std[f] for f in used), breaking_std
+
+
+def test_ood_radius_below_the_truncation_is_refused():
+    with pytest.raises(ConfigError, match="ood_radius must be >= truncation"):
+        build_generator("toyworld", ood_radius=1.5)
+    assert build_generator("toyworld", ood_radius=2.0).arch["ood_radius"] == 2.0
+    assert "ood_radius" not in build_generator("toyworld").arch  # walkers of the plain world still match
+
+
+def test_the_toyworld_ood_config_builds_the_plain_world_with_a_radius():
+    from solo_mlvgm.settings import GeneratorSpec
+
+    from .conftest import compose_cfg
+
+    spec = GeneratorSpec.from_config(compose_cfg("mi_quant", ["generator=toyworld_ood"]).generator)
+    world = spec.build()
+    assert world.ood_radius == spec.options["ood_radius"] >= world.truncation
+    assert world.arch == build_generator("toyworld").arch | {"ood_radius": world.ood_radius}

@@ -18,6 +18,13 @@ and changes more of the image than a late one. Every mapping from latents to pix
 periodic (no tanh/sigmoid squashing of a factor), so a level's effect grows with the perturbation and no
 region of the latent space is flat, which would make a used level look unused to the MI method.
 Which level carries which factor is set by ``factors`` (any order; tests move the no-effect level).
+
+``ood_radius`` (off by default; ``generator=toyworld_ood``): the images of a real generator degrade far out
+of distribution, whichever latent is pushed there; the plain toy world's late factors stay bounded (a
+colour is a colour however far its latent goes), so an encoder can always match a pair through the other
+levels. With ``ood_radius`` set, a used level's latent beyond it (RMS per coordinate; prior samples are
+within ``truncation`` <= ``ood_radius`` and render bit-identically) fades the whole image to grey, more
+slowly the later the level.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ SHAPES = (
 # Number of rendering parameters each factor reads from the latents.
 _PARAMS = {"pose": 4, "color": 6, "texture": 5}
 _HIDDEN = 16
+OOD_WIDTH = 0.25  # how far past ood_radius (RMS per coordinate) level i fades the image to e^-1: (1 + i) x this
 
 
 @register_generator("toyworld")
@@ -61,6 +69,7 @@ class ToyWorld(MultiLatentGenerator):
         shape_temperature: float = 0.02,
         truncation: float = 2.0,
         world_seed: int = 0,
+        ood_radius: float | None = None,
     ) -> None:
         super().__init__(truncation=truncation)
         factors = tuple(str(f) for f in factors)
@@ -80,6 +89,12 @@ class ToyWorld(MultiLatentGenerator):
         if coupling < 0 or shape_temperature <= 0:
             raise ConfigError("toyworld needs coupling >= 0 and shape_temperature > 0")
 
+        if ood_radius is not None and not float(ood_radius) >= truncation:
+            raise ConfigError(
+                f"toyworld ood_radius must be >= truncation ({truncation}), so that no latent of the prior "
+                f"is out of distribution, or null (off); got {ood_radius}"
+            )
+        self.ood_radius = None if ood_radius is None else float(ood_radius)
         self.factors = factors
         self.arch = {
             "name": "toyworld",
@@ -91,7 +106,7 @@ class ToyWorld(MultiLatentGenerator):
             "shape_temperature": shape_temperature,
             "truncation": truncation,
             "world_seed": world_seed,
-        }
+        } | ({} if self.ood_radius is None else {"ood_radius": self.ood_radius})
         self.level_dim = int(level_dim)
         self.resolution = int(resolution)
         self.num_shapes = int(num_classes)
@@ -190,7 +205,25 @@ class ToyWorld(MultiLatentGenerator):
         for factor, z in zip(self.factors, levels, strict=True):
             if factor == "none":
                 image = image + 0.0 * z.sum(dim=1)[:, None, None, None]
+        if self.ood_radius is not None:
+            keep = self._in_distribution(levels)[:, None, None, None]
+            image = keep * image + (1 - keep) * 0.5
         return image.clamp(0.0, 1.0)
+
+    def _in_distribution(self, levels: Sequence[Tensor]) -> Tensor:
+        """Per image, 1 while every used level's latent is within ``ood_radius`` (RMS per coordinate: at
+        most ``truncation`` for prior samples), decaying exponentially beyond it. Far out of distribution
+        the image loses its content (to grey), as a real generator's images degrade, so a perturbation of
+        any used level alone can hide which anchor a pair came from. Level i fades over
+        ``(1 + i) * OOD_WIDTH``: like its pixel effect, a later level must go further out to break the
+        image. The decay starts at the radius with a nonzero slope, so a walker feels it at once."""
+        assert self.ood_radius is not None
+        excess = levels[0].new_zeros(levels[0].shape[0])
+        for i, (factor, z) in enumerate(zip(self.factors, levels, strict=True)):
+            if factor != "none":
+                rms = z.pow(2).mean(dim=1).add(1e-12).sqrt()
+                excess = excess + (rms - self.ood_radius).clamp(min=0) / (OOD_WIDTH * (1 + i))
+        return torch.exp(-excess)
 
     def _object_mask(self, logits: Tensor, pose: Tensor) -> Tensor:
         shift = 0.3 * torch.sin(1.3 * pose[:, 0:2])  # object centre within ±0.3 of the image centre
