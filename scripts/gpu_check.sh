@@ -9,7 +9,7 @@
 #   render      BigBiGAN (128 px) and StyleGAN2 config-f (512 px) rendering, fp32/bf16 x contiguous/channels_last
 #   pretrain_*  a short ResNet-18 bf16 pretraining on BigBiGAN and on StyleGAN2 (Continuous Sampling, 112 px)
 #   mi_quant    MI quantification steps on BigBiGAN (ResNet-18, 112 px, bf16) and its Monte Carlo
-#   dali        the DALI GPU pipeline (needs nvidia-dali; skipped with the reason otherwise)
+#   dali        the DALI tests: the pipeline on the GPU where a data module picks it (needs nvidia-dali)
 #   bench       the paper's benchmark setting: BigBiGAN, ResNet-18 at 112 px, bf16, batch 32-256,
 #               torch loader with 8 workers (plus DALI/FFCV where installed)
 #   quickstart  the toy-world quickstart on the GPU (SimCLR, bf16-mixed) and its linear probe

@@ -396,9 +396,13 @@ def test_changed_collapse_thresholds_judge_stored_runs_again_without_retraining(
     small = ["seeds=[0]", "methods=[simclr]", "rows.ml_learned=null", "rows.single_learned=null"]
     cfg = _cfg(tmp_path, *small, "random_backbone=false")
     runs, _, configs = prepare(cfg)
+    # as the monitor wrote them: the rank ended below the default threshold 0.2, the std above 0.1
+    signals = {
+        "collapse": {"final": 0.9, "threshold": 0.1},
+        "feature_rank": {"final": 0.15, "threshold": 0.2},
+    }
     for run in runs:
         _fake_result(run, 70.0, runner.config_digest(configs[run.key]))
-        signals = {"collapse": {"final": 0.9}, "feature_rank": {"final": 0.15}}  # rank < the 0.2 default
         (run.run_dir / "pretrain.json").write_text(json.dumps(signals))
 
     def no_training(*args, **kwargs):
@@ -407,17 +411,26 @@ def test_changed_collapse_thresholds_judge_stored_runs_again_without_retraining(
     monkeypatch.setattr(runner, "train_and_evaluate", no_training)
     monkeypatch.setattr(runner, "_export", lambda row, cfg: None)
     monkeypatch.setattr(runner, "_dry_build", lambda cfg: None)
-    judged = {}
-    for threshold in ("0.2", "0.1"):
+
+    def compare_with_rank_threshold(threshold: str) -> set[bool]:
         changed = _cfg(tmp_path, *small, "random_backbone=false")
         changed.common = [*changed.common, f"feature_rank_threshold={threshold}"]
         assert run_comparison(changed)["runs_trained_this_invocation"] == 0
-        results = json.loads((tmp_path / "cmp" / "results.json").read_text())["runs"]
-        judged[threshold] = {r["collapsed"] for r in results}
-    assert judged == {"0.2": {True}, "0.1": {False}}
+        assert {
+            r["collapsed"] for r in json.loads((tmp_path / "cmp" / "results.json").read_text())["runs"]
+        } == {
+            json.loads((run.run_dir / RESULT_FILE).read_text())["collapsed"] for run in runs
+        }  # the verdict is stored in each run's result.json too
+        return {json.loads((run.run_dir / RESULT_FILE).read_text())["collapsed"] for run in runs}
 
-    # a result stored when the digest hashed the whole config, thresholds included, still counts
+    assert compare_with_rank_threshold("0.2") == {True}
+    assert compare_with_rank_threshold("0.1") == {False}
+
+    # a result stored when the digest hashed the whole config, thresholds included, still counts after the
+    # thresholds change, and is stored again under today's digest
     whole = runner._digest(OmegaConf.to_container(configs[runs[0].key], resolve=False))
     assert whole != runner.config_digest(configs[runs[0].key])
     _fake_result(runs[0], 70.0, whole)
-    assert run_comparison(cfg)["runs_trained_this_invocation"] == 0
+    assert compare_with_rank_threshold("0.1") == {False}
+    stored = json.loads((runs[0].run_dir / RESULT_FILE).read_text())
+    assert stored["config_digest"] == runner.config_digest(configs[runs[0].key])

@@ -141,6 +141,20 @@ def test_predictor_keeps_a_constant_lr_while_the_rest_follows_the_schedule(tmp_p
     assert scheduled and all(g["lr"] != g["initial_lr"] for g in scheduled)
 
 
+@pytest.mark.parametrize(
+    "config, override, message",
+    [
+        ("mlvgm_byol", "++method_kwargs.static_pred_lr=maybe", "static_pred_lr must be true or false"),
+        ("mlvgm_byol", "++method_kwargs.static_pred_lr=0", "static_pred_lr must be true or false"),
+        ("mlvgm_simclr", "++method_kwargs.static_pred_lr=true", "no method_kwargs \\['static_pred_lr'\\]"),
+    ],
+)
+def test_static_pred_lr_is_a_flag_of_byol_only(tmp_path, config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_pretraining(compose_cfg(config, [*TINY, override]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_byols_predictor_follows_the_schedule_without_static_pred_lr(tmp_path):
     job = build_pretraining(
         compose_cfg("mlvgm_byol", [*TINY, "++method_kwargs.static_pred_lr=false"]), tmp_path

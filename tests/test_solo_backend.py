@@ -257,3 +257,25 @@ def test_byols_static_predictor_lr_is_honoured_by_solo_learns_byol(tmp_path, sta
     groups = {g["name"]: g for g in build_pretraining(cfg, tmp_path).method.learnable_params}
     assert bool(groups["predictor"].get("static_lr")) is static
     assert not any(g.get("static_lr") for name, g in groups.items() if name != "predictor")
+
+
+@pytest.mark.parametrize(
+    "config, override, message",
+    [
+        (
+            "mlvgm_simsiam",
+            "++method_kwargs.static_pred_lr=false",
+            "static_pred_lr applies to byol, not to simsiam",
+        ),
+        (
+            "mlvgm_simclr",
+            "++method_kwargs.static_pred_lr=true",
+            "static_pred_lr applies to byol, not to simclr",
+        ),
+        ("mlvgm_byol", "++method_kwargs.static_pred_lr=maybe", "static_pred_lr must be true or false"),
+    ],
+)
+def test_static_pred_lr_is_refused_where_solo_learn_cannot_honour_it(tmp_path, config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_pretraining(compose_cfg(config, [*SOLO, override]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

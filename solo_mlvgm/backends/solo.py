@@ -206,18 +206,20 @@ class _OurData(_SoloBase):
         if dictionary:
             super().log_dict(dictionary, *args, **kwargs)
 
+    honours_static_pred_lr = True  # our configs' BYOL key (checked in solo_pretrain_cfg)
+
     @property
     def learnable_params(self) -> list[dict]:
         params = super().learnable_params
-        if self.cfg.method_kwargs.get("static_pred_lr", False):  # ours (BYOL): as SimSiam's predictor
+        if self.honours_static_pred_lr and self.cfg.method_kwargs.get("static_pred_lr", False):
             for group in params:
                 if group.get("name") == "predictor":
                     group["static_lr"] = True
         return params
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # SimSiam's static-lr predictor wraps the scheduler's get_lr in a functools.partial, which
-        # torch.load(weights_only=True) rejects; configure_optimizers rebuilds it on resume.
+        # A static-lr predictor (SimSiam's; BYOL's with static_pred_lr) wraps the scheduler's get_lr in a
+        # functools.partial, which torch.load(weights_only=True) rejects; configure_optimizers rebuilds it.
         for state in checkpoint.get("lr_schedulers", []):
             state.pop("get_lr", None)
         super().on_save_checkpoint(checkpoint)
@@ -357,6 +359,16 @@ def solo_pretrain_cfg(
     if method in OUR_METHODS:  # the lightly backend's defaults: the same heads on both backends
         for key, value in getattr(OUR_METHODS[method], "defaults", {}).items():
             kw.setdefault(key, value)
+    if "static_pred_lr" in kw:
+        if method != "byol":
+            raise ConfigError(
+                f"method_kwargs.static_pred_lr applies to byol, not to {method} (SimSiam's predictor lr "
+                "is always constant)"
+            )
+        if not isinstance(kw["static_pred_lr"], bool):
+            raise ConfigError(
+                f"method_kwargs.static_pred_lr must be true or false, got '{kw['static_pred_lr']}'"
+            )
     momentum = dict(s.get("momentum") or {})
     for key in ("base_tau", "final_tau"):  # ours in method_kwargs, solo's in the momentum block
         if key in kw:
@@ -534,6 +546,7 @@ class _FileData(_OurData):
     solo-learn lacks, such as ``convnet6``)."""
 
     _BACKBONES = BaseMethod._BACKBONES
+    honours_static_pred_lr = False  # not a solo-learn key: its files' method_kwargs are solo-learn's
 
 
 @cache

@@ -153,23 +153,38 @@ def judged_collapsed(record: dict[str, Any], run_cfg: DictConfig) -> bool:
 
 
 def stored_result(run: PlannedRun, run_cfg: DictConfig, say: bool = True) -> dict[str, Any] | None:
-    """The run's ``result.json`` if it was trained with ``run_cfg``, its ``collapsed`` judged against
-    ``run_cfg``'s thresholds; None if missing or made by another config (e.g. a method whose recipe
-    changed since), which is then trained again (said when ``say``)."""
+    """The run's ``result.json`` if it was trained with ``run_cfg``, its ``collapsed`` judged (and stored)
+    against ``run_cfg``'s thresholds; None if missing or made by another config (e.g. a method whose
+    recipe changed since), which is then trained again (said when ``say``)."""
     if not run.finished:
         return None
-    result = json.loads((run.run_dir / RESULT_FILE).read_text())
-    whole_config = _digest(
-        OmegaConf.to_container(run_cfg, resolve=False)
-    )  # results stored when it was all hashed
-    if result.get("config_digest") not in (config_digest(run_cfg), whole_config):
+    path = run.run_dir / RESULT_FILE
+    result = json.loads(path.read_text())
+    record_path = run.run_dir / "pretrain.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    digest = config_digest(run_cfg)
+    if result.get("config_digest") not in (digest, _whole_config_digest(run_cfg, record)):
         if say:
             print(f"note: {run.key} was trained with another config: training it again")
         return None
-    record = run.run_dir / "pretrain.json"
-    if record.is_file():
-        result["collapsed"] = judged_collapsed(json.loads(record.read_text()), run_cfg)
+    current: dict[str, Any] = {"config_digest": digest}
+    if record:
+        current["collapsed"] = judged_collapsed(record, run_cfg)
+    if any(result.get(k) != v for k, v in current.items()):
+        result.update(current)
+        write_json(path, result)
     return result
+
+
+def _whole_config_digest(run_cfg: DictConfig, record: dict[str, Any]) -> str:
+    """The digest results were stored with when it hashed the whole config, thresholds included: with the
+    thresholds that run was judged by (its ``pretrain.json``), so a later change of them still finds it."""
+    container = OmegaConf.to_container(run_cfg, resolve=False)
+    assert isinstance(container, dict)
+    for signal, key in JUDGED_SIGNALS.items():
+        if key in container and record.get(signal, {}).get("threshold") is not None:
+            container[key] = record[signal]["threshold"]
+    return _digest(container)
 
 
 def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluator) -> dict[str, Any]:

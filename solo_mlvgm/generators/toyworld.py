@@ -16,7 +16,8 @@ latent in order, and the continuous factors (pose, colour, texture) of level i a
 latent plus ``coupling * h_(i-1)``. An early level therefore also shifts every later continuous factor
 and changes more of the image than a late one. Every mapping from latents to pixels is linear or
 periodic (no tanh/sigmoid squashing of a factor), so a level's effect grows with the perturbation and no
-region of the latent space is flat, which would make a used level look unused to the MI method.
+region of the latent space is flat (short of the grey beyond ``ood_radius``, below), which would make a
+used level look unused to the MI method.
 Which level carries which factor is set by ``factors`` (any order; tests move the no-effect level).
 
 ``ood_radius`` (off by default; ``generator=toyworld_ood``): the images of a real generator degrade far out
@@ -48,7 +49,9 @@ SHAPES = (
 # Number of rendering parameters each factor reads from the latents.
 _PARAMS = {"pose": 4, "color": 6, "texture": 5}
 _HIDDEN = 16
-OOD_WIDTH = 0.25  # how far past ood_radius (RMS per coordinate) level i fades the image to e^-1: (1 + i) x this
+OOD_WIDTH = (
+    0.25  # how far past ood_radius (RMS per coordinate) level i fades the image to e^-1: (1 + i) x this
+)
 
 
 @register_generator("toyworld")

@@ -166,6 +166,8 @@ def fill_method_kwargs(cfg: DictConfig, defaults: dict[str, Any]) -> DictConfig:
         default = defaults[key]
         if _is_number(default) and not _is_number(value):
             raise ConfigError(f"method_kwargs.{key} must be a number, got '{value}'")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"method_kwargs.{key} must be true or false, got '{value}'")
     with open_dict(cfg):
         cfg.method_kwargs = {**defaults, **given}
     return cfg
