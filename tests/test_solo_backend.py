@@ -55,7 +55,9 @@ def test_our_config_builds_and_trains_solo_learns_method(tmp_path, method):
     # solo's own parse_cfg ran: dataset from the generator, classes from its labels, devices as a list
     assert model.cfg.data.dataset.startswith("mlvgm-toyworld-") and model.cfg.data.num_classes == 10
     assert list(model.cfg.devices) == [0]
-    assert model.cfg.optimizer.lr == pytest.approx(float(job.cfg.optimizer.lr) * 16 / 256)
+    scale = bridge.BYOL_LOSS_SCALE if method == "byol" else 1.0  # solo's BYOL loss: 4x the gradient
+    assert model.cfg.optimizer.lr == pytest.approx(float(job.cfg.optimizer.lr) * 16 / 256 / scale)
+    assert model.cfg.optimizer.weight_decay == pytest.approx(float(job.cfg.optimizer.weight_decay) * scale)
     # the same backbone architecture (and state-dict keys) as the lightly backend
     ours, _ = build_backbone("convnet6", True)
     assert model.backbone.state_dict().keys() == ours.state_dict().keys()
@@ -279,3 +281,16 @@ def test_static_pred_lr_is_refused_where_solo_learn_cannot_honour_it(tmp_path, c
     with pytest.raises(ConfigError, match=message):
         build_pretraining(compose_cfg(config, [*SOLO, override]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_byol_keeps_its_sgd_recipe_in_solo_learns_loss_scale_and_says_so(tmp_path, capsys):
+    """solo-learn's BYOL loss (2 - 2 cos over both view orders) has 4x our gradient: with SGD the run
+    gets a quarter of the lr and 4x the weight decay, in one printed line; other optimisers are left."""
+    job = build_pretraining(compose_cfg("mlvgm_byol", SOLO), tmp_path / "sgd")
+    assert "optimizer.lr 0.5 -> 0.125 and optimizer.weight_decay 0.002 -> 0.008" in capsys.readouterr().out
+    assert job.method.cfg.optimizer.weight_decay == pytest.approx(0.008)
+    adamw = ["optimizer.name=adamw", "optimizer.lr=2e-3", "~optimizer.kwargs.momentum"]
+    job = build_pretraining(compose_cfg("mlvgm_byol", [*SOLO, *adamw]), tmp_path / "adamw")
+    assert "BYOL loss" not in capsys.readouterr().out
+    assert job.method.cfg.optimizer.weight_decay == pytest.approx(0.002)
+    assert job.method.cfg.optimizer.lr == pytest.approx(2e-3 * 16 / 256)
