@@ -200,3 +200,17 @@ def test_the_toyworld_ood_config_builds_the_plain_world_with_a_radius():
     world = spec.build()
     assert world.ood_radius == spec.options["ood_radius"] >= world.truncation
     assert world.arch == build_generator("toyworld").arch | {"ood_radius": world.ood_radius}
+
+
+@pytest.mark.parametrize(
+    "arg, value, message",
+    [
+        ("ood_radius", "abc", "toyworld ood_radius must be a number"),
+        ("coupling", "abc", "toyworld coupling must be a number"),
+        ("level_dim", 2.5, "toyworld level_dim must be an integer"),
+        ("resolution", "big", "toyworld resolution must be an integer"),
+    ],
+)
+def test_non_numeric_toyworld_settings_are_one_line_errors(arg, value, message):
+    with pytest.raises(ConfigError, match=message):
+        build_generator("toyworld", **{arg: value})

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from solo_mlvgm.checks import integer, number
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import LatentLevel, MultiLatentGenerator
 from solo_mlvgm.generators.registry import register_generator
@@ -74,6 +75,13 @@ class ToyWorld(MultiLatentGenerator):
         world_seed: int = 0,
         ood_radius: float | None = None,
     ) -> None:
+        level_dim = integer(level_dim, "toyworld level_dim")  # one error line for a typo, not a traceback
+        resolution = integer(resolution, "toyworld resolution")
+        num_classes = integer(num_classes, "toyworld num_classes")
+        world_seed = integer(world_seed, "toyworld world_seed")
+        coupling = number(coupling, "toyworld coupling")
+        shape_temperature = number(shape_temperature, "toyworld shape_temperature")
+        truncation = number(truncation, "toyworld truncation")
         super().__init__(truncation=truncation)
         factors = tuple(str(f) for f in factors)
         unknown = [f for f in factors if f not in FACTORS]
@@ -92,7 +100,7 @@ class ToyWorld(MultiLatentGenerator):
         if coupling < 0 or shape_temperature <= 0:
             raise ConfigError("toyworld needs coupling >= 0 and shape_temperature > 0")
 
-        if ood_radius is not None and not float(ood_radius) >= truncation:
+        if ood_radius is not None and not number(ood_radius, "toyworld ood_radius") >= truncation:
             raise ConfigError(
                 f"toyworld ood_radius must be >= truncation ({truncation}), so that no latent of the prior "
                 f"is out of distribution, or null (off); got {ood_radius}"
