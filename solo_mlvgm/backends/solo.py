@@ -68,6 +68,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
 from solo_mlvgm.methods.backbones import BACKBONES, build_backbone
+from solo_mlvgm.methods.base import check_method_kwargs_types
 from solo_mlvgm.quantify.method import MIQuant
 from solo_mlvgm.settings import GeneratorSpec, LinearSpec, PretrainSpec, TrainerSpec
 from solo_mlvgm.trainer import make_trainer
@@ -375,18 +376,15 @@ def solo_pretrain_cfg(
     kw = s.get("method_kwargs") or {}
     s.method_kwargs = kw
     if method in OUR_METHODS:  # the lightly backend's defaults: the same heads on both backends
-        for key, value in getattr(OUR_METHODS[method], "defaults", {}).items():
+        defaults = getattr(OUR_METHODS[method], "defaults", {})
+        check_method_kwargs_types(kw, defaults)
+        for key, value in defaults.items():
             kw.setdefault(key, value)
-    if "static_pred_lr" in kw:
-        if method != "byol":
-            raise ConfigError(
-                f"method_kwargs.static_pred_lr applies to byol, not to {method} (SimSiam's predictor lr "
-                "is always constant)"
-            )
-        if not isinstance(kw["static_pred_lr"], bool):
-            raise ConfigError(
-                f"method_kwargs.static_pred_lr must be true or false, got '{kw['static_pred_lr']}'"
-            )
+    if "static_pred_lr" in kw and method != "byol":  # ours, honoured by _OurData for BYOL only
+        raise ConfigError(
+            f"method_kwargs.static_pred_lr applies to byol, not to {method} (SimSiam's predictor lr "
+            "is always constant)"
+        )
     momentum = dict(s.get("momentum") or {})
     for key in ("base_tau", "final_tau"):  # ours in method_kwargs, solo's in the momentum block
         if key in kw:

@@ -162,8 +162,8 @@ def stored_result(run: PlannedRun, run_cfg: DictConfig, say: bool = True) -> dic
     result = json.loads(path.read_text())
     record_path = run.run_dir / "pretrain.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    digest = config_digest(run_cfg)
-    if result.get("config_digest") not in (digest, _whole_config_digest(run_cfg, record)):
+    digest, stored = config_digest(run_cfg), result.get("config_digest")
+    if stored != digest and stored != _whole_config_digest(run_cfg, record):
         if say:
             print(f"note: {run.key} was trained with another config: training it again")
         return None

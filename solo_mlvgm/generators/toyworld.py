@@ -50,9 +50,8 @@ SHAPES = (
 # Number of rendering parameters each factor reads from the latents.
 _PARAMS = {"pose": 4, "color": 6, "texture": 5}
 _HIDDEN = 16
-OOD_WIDTH = (
-    0.25  # how far past ood_radius (RMS per coordinate) level i fades the image to e^-1: (1 + i) x this
-)
+# how far past ood_radius (RMS per coordinate) level i fades the image to e^-1: (1 + i) x this
+OOD_WIDTH = 0.25
 
 
 @register_generator("toyworld")
@@ -100,12 +99,12 @@ class ToyWorld(MultiLatentGenerator):
         if coupling < 0 or shape_temperature <= 0:
             raise ConfigError("toyworld needs coupling >= 0 and shape_temperature > 0")
 
-        if ood_radius is not None and not number(ood_radius, "toyworld ood_radius") >= truncation:
+        self.ood_radius = None if ood_radius is None else number(ood_radius, "toyworld ood_radius")
+        if self.ood_radius is not None and not self.ood_radius >= truncation:
             raise ConfigError(
                 f"toyworld ood_radius must be >= truncation ({truncation}), so that no latent of the prior "
                 f"is out of distribution, or null (off); got {ood_radius}"
             )
-        self.ood_radius = None if ood_radius is None else float(ood_radius)
         self.factors = factors
         self.arch = {
             "name": "toyworld",

@@ -8,7 +8,7 @@ backends. A method fills its ``method_kwargs`` defaults and rejects unknown keys
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -162,15 +162,22 @@ def fill_method_kwargs(cfg: DictConfig, defaults: dict[str, Any]) -> DictConfig:
         raise ConfigError(
             f"method '{cfg.method}' has no method_kwargs {sorted(unknown)}; known: {sorted(defaults)}"
         )
+    check_method_kwargs_types(given, defaults)
+    with open_dict(cfg):
+        cfg.method_kwargs = {**defaults, **given}
+    return cfg
+
+
+def check_method_kwargs_types(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Each given key that has a default holds a value of the default's kind (number or flag)."""
     for key, value in given.items():
+        if key not in defaults:
+            continue
         default = defaults[key]
         if _is_number(default) and not _is_number(value):
             raise ConfigError(f"method_kwargs.{key} must be a number, got '{value}'")
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"method_kwargs.{key} must be true or false, got '{value}'")
-    with open_dict(cfg):
-        cfg.method_kwargs = {**defaults, **given}
-    return cfg
 
 
 def _is_number(value: Any) -> bool:
