@@ -45,7 +45,7 @@ def _cfg(tmp_path: Path, *overrides: str):
     return compose(config_name="compare_toyworld", overrides=[f"out={tmp_path / 'cmp'}", *overrides])
 
 
-def test_plan_has_every_row_method_and_seed_with_identical_common_settings(tmp_path, hydra_configs):
+def test_plan_has_every_row_method_and_seed_with_the_same_settings_per_method(tmp_path, hydra_configs):
     cfg = _cfg(tmp_path)
     rows = parse_rows(cfg)
     names = [r.name for r in rows]
@@ -95,6 +95,15 @@ def test_plan_has_every_row_method_and_seed_with_identical_common_settings(tmp_p
     assert by_key["synth/simclr/seed0"].optimizer.lr == pytest.approx(8e-3)
     assert by_key["synth/simsiam/seed0"].optimizer.lr == pytest.approx(0.5)  # its own recipe
     assert by_key["synth/simsiam/seed0"].optimizer.batch_size == 64
+    # BYOL (not in the default methods) gets SimSiam's longer budget on every row, too
+    byol_cfg = _cfg(tmp_path, "methods=[byol]")
+    byol_runs = [
+        r for r in plan_runs(byol_cfg, parse_rows(byol_cfg), [0]) if r.row.name in ("real", "ml_random")
+    ]
+    assert [r.method for r in byol_runs] == ["byol", "byol"]
+    for run in byol_runs:
+        c = compose_run_config(base_config_name(byol_cfg, run.method), run.overrides)
+        assert (c.method, c.max_epochs, c.scheduler.warmup_epochs) == ("byol", 64, 6)
 
 
 def test_missing_walkers_skip_their_rows_with_the_command_that_makes_them(tmp_path, hydra_configs):

@@ -2,7 +2,8 @@
 
 A row is a view strategy (real data, synthetic, single-latent random, multi-level random, ...) written as
 overrides of the method's pretraining config (``mlvgm_<method>``). Every run gets the same ``common``
-overrides (backbone, budget, batch size), so rows differ only in what the row names. A row whose inputs
+overrides (backbone, batch size, default budget), then its method's ``method_overrides`` (e.g. a longer
+budget for SimSiam and BYOL), so the rows of one method differ only in what the row names. A row whose inputs
 are missing (e.g. walkers not trained yet) is skipped with the reason and the command that makes them.
 """
 
