@@ -14,6 +14,9 @@
 #               torch loader with 8 workers (plus DALI/FFCV where installed)
 #   quickstart  the toy-world quickstart on the GPU (SimCLR, bf16-mixed) and its linear probe
 # GPU_CHECK_STEPS="bench quickstart" runs only the steps named (env always runs).
+# The whole check takes about 12 minutes on an H200 (the benchmark about 8); where one command may last
+# less, run it twice: GPU_CHECK_STEPS="cuda_tests render pretrain_bigbigan pretrain_stylegan2 mi_quant dali
+# quickstart" into one REPORT_DIR, GPU_CHECK_STEPS=bench into another.
 # REPORT_DIR gets report.md (one line per step), gpu_check.log (all output), render.json and the benchmark's bench.json, bench.csv and bench.png.
 set -uo pipefail
 cd "$(dirname "$0")/.."
