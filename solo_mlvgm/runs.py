@@ -64,16 +64,23 @@ def save_config(path: str | Path, cfg: DictConfig) -> Path:
 
 
 def save_backbone(
-    path: str | Path, backbone: nn.Module, cfg: DictConfig, solo_learn: dict[str, Any] | None = None
+    path: str | Path,
+    backbone: nn.Module,
+    cfg: DictConfig,
+    solo_learn: dict[str, Any] | None = None,
+    input_size: int | None = None,
 ) -> Path:
     """Backbone weights plus the run config, loadable with ``torch.load(weights_only=True)``.
-    ``solo_learn``: how a solo-learn config file's run rebuilds its (solo-learn) backbone."""
-    payload = {
+    ``solo_learn``: how a solo-learn config file's run rebuilds its (solo-learn) backbone. ``input_size``:
+    the image size it trained at, which linear evaluation on image folders resizes to."""
+    payload: dict[str, Any] = {
         "backbone": str(cfg.backbone.name),
         "small_image_stem": bool(cfg.backbone.get("small_image_stem", False)),
         "state_dict": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if input_size is not None:
+        payload["input_size"] = int(input_size)
     if solo_learn is not None:
         payload["solo_learn"] = solo_learn
     return save_torch(path, payload)

@@ -311,10 +311,19 @@ def test_dali_trains_on_a_real_image_folder(tmp_path, world):
     out = export_image_folder(world, tmp_path / "toy", n=48, fmt="jpg")
     tiny = [o for o in TINY if not o.startswith("data.")]
     cfg = compose_cfg(
-        "mlvgm_simclr", [*tiny, "data=dali", f"data.train_path={out}", "data.num_threads=1", "views=real"]
+        "mlvgm_simclr",
+        [
+            *tiny,
+            "data=dali",
+            f"data.train_path={out}",
+            "data.num_threads=1",
+            "views=real",
+            "data.crop_size=24",
+        ],
     )
     job = build_pretraining(cfg, tmp_path / "run")
     assert job.num_classes == len(list(out.glob("class_*")))
+    assert job.data.loader.size == 24  # data.crop_size, not the folder's resolution (32)
     job.trainer.fit(job.method, datamodule=job.data)
     assert job.trainer.global_step == 3
 

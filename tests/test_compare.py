@@ -446,3 +446,23 @@ def test_changed_collapse_thresholds_judge_stored_runs_again_without_retraining(
     assert compare_with_rank_threshold("0.1") == {False}
     stored = json.loads((runs[0].run_dir / RESULT_FILE).read_text())
     assert stored["config_digest"] == runner.config_digest(configs[runs[0].key])
+
+
+def test_image_folder_evaluation_in_a_comparison_needs_one_named_size(tmp_path):
+    """Every run of a comparison is probed on the same folder splits, so their size is given, not guessed."""
+    folder = tmp_path / "images" / "class_0"
+    folder.mkdir(parents=True)
+    linear = OmegaConf.create(
+        {
+            "probe": {"epochs": 1, "batch_size": 8},
+            "data": {
+                "source": "image_folder",
+                "train_path": str(folder.parent),
+                "val_path": str(folder.parent),
+            },
+        }
+    )
+    with pytest.raises(ConfigError, match="needs linear.data.resolution"):
+        runner._check_linear(linear)
+    linear.data.resolution = 112
+    runner._check_linear(linear)

@@ -44,6 +44,7 @@ def test_pretrain_then_linear_evaluation_end_to_end(tmp_path):
     net, _ = build_backbone(payload["backbone"], payload["small_image_stem"])
     net.load_state_dict(payload["state_dict"])
     assert payload["config"]["method"] == "simsiam" and payload["config"]["backend"] == backend
+    assert payload["input_size"] == 32  # the toy world's renders, uncropped
     record = json.loads((run_dir / "pretrain.json").read_text())
     assert record["backend"] == backend
     assert record["collapse"]["monitored"] and record["collapse"]["collapsed"] is False

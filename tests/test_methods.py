@@ -207,3 +207,12 @@ def test_resuming_a_run_that_reached_max_epochs_is_refused(tmp_path):
         "mlvgm_simclr", [*TINY, "max_epochs=2", "max_steps=6", f"resume_from_checkpoint={checkpoint}"]
     )
     build_pretraining(more, tmp_path / "third")  # more steps to go: accepted
+
+
+def test_a_solo_learn_lars_option_the_lightly_backend_lacks_is_refused_not_dropped(tmp_path):
+    over = [*TINY, "backend=lightly", "optimizer.name=lars", "+optimizer.kwargs.clip_lr=true"]
+    with pytest.raises(ConfigError, match="clip_lr=true is solo-learn's LARS option"):
+        build_pretraining(compose_cfg("mlvgm_simclr", over), tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
+    off = [*TINY, "backend=lightly", "optimizer.name=lars", "+optimizer.kwargs.clip_lr=false"]
+    build_pretraining(compose_cfg("mlvgm_simclr", off), tmp_path / "off")  # false asks for nothing missing

@@ -67,6 +67,11 @@ def _check_linear(linear: DictConfig) -> None:
             path = linear.data.get(role)
             if not path or not Path(path).is_dir():
                 raise ConfigError(f"linear.data.{role} '{path}' is not a folder of class subfolders")
+        if linear.data.get("resolution") is None:
+            raise ConfigError(
+                "linear.data.source=image_folder needs linear.data.resolution=<px> in a comparison "
+                "(one evaluation size for every run)"
+            )
 
 
 def _dry_build_rows(runs: list[PlannedRun], configs: dict[str, DictConfig], exported: bool) -> None:

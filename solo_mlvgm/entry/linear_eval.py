@@ -41,8 +41,27 @@ def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor,
     return images, torch.tensor(folder.targets), folder.num_classes
 
 
-def labelled_splits(spec: LinearSpec, run_cfg: DictConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    """(train images, train labels, test images, test labels, number of classes); images in [0, 1]."""
+def trained_size(payload: dict[str, Any]) -> int:
+    """The image size a backbone file's run trained at: recorded in the file, or (files written before it
+    was) from its config; one error line where neither says."""
+    if "input_size" in payload:
+        return int(payload["input_size"])
+    data, generator = payload["config"].get("data", {}), payload["config"].get("generator", {})
+    size = data.get("crop_size") or (
+        data.get("resolution") if data.get("source") != "continuous" else generator.get("resolution")
+    )
+    if not size:
+        raise ConfigError(
+            "this backbone file does not record the image size it trained at; give data.resolution=<px>"
+        )
+    return int(size)
+
+
+def labelled_splits(
+    spec: LinearSpec, run_cfg: DictConfig, size: int | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """(train images, train labels, test images, test labels, number of classes); images in [0, 1].
+    ``size``: the image folders' size when ``data.resolution`` is not given (the size the run trained at)."""
     if spec.source == "generator":
         generator = GeneratorSpec.from_config(run_cfg.generator).build()
         if generator.num_classes == 0:
@@ -52,8 +71,10 @@ def labelled_splits(spec: LinearSpec, run_cfg: DictConfig) -> tuple[Tensor, Tens
         train_x, train_y = render_labelled(generator, spec.n_train, spec.data_seed, "train")
         test_x, test_y = render_labelled(generator, spec.n_test, spec.data_seed, "test")
         return train_x, train_y, test_x, test_y, generator.num_classes
-    # image folders at the run's resolution unless data.resolution is given
-    res = spec.resolution or int(run_cfg.generator.get("resolution", 32))
+    # image folders at the size the run trained at unless data.resolution is given
+    res = spec.resolution or size
+    if res is None:
+        raise ConfigError("image-folder evaluation needs data.resolution=<px>")
     train_x, train_y, k = _folder_split(spec.train_path, res, "train")
     test_x, test_y, k_test = _folder_split(spec.val_path, res, "val")
     if k != k_test:
@@ -134,7 +155,8 @@ def run_linear_eval(cfg: DictConfig) -> dict:
         f"linear evaluation ({backend.name} backend): preparing the labelled {spec.source} splits",
         flush=True,
     )
-    splits = labelled_splits(spec, run_cfg)
+    size = None if spec.source == "generator" or spec.resolution else trained_size(payload)
+    splits = labelled_splits(spec, run_cfg, size)
 
     def evaluate(net: nn.Module, which: str) -> dict:
         print(

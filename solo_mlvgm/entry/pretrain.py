@@ -235,7 +235,7 @@ def build_data(
             DaliImageFolder(
                 d.train_path,
                 batch_size=spec.batch_size,
-                size=d.resolution,
+                size=d.crop_size or d.resolution,
                 pixel=spec.views.pixel,
                 crop_min_scale=spec.views.crop_min_scale,
                 device=_dali_device(d.dali_device, trainer),
@@ -251,6 +251,7 @@ def build_data(
         crop_min_scale=spec.views.crop_min_scale,
         num_workers=d.num_workers,
         augment_on=d.augment_on,
+        crop_size=d.crop_size,
     )
 
 
@@ -346,13 +347,27 @@ def _write_start(job: Pretraining) -> None:
         )
 
 
+def trained_size(job: Pretraining) -> int:
+    """The size of the images the backbone trained on: the crops of a solo-learn file, else data.crop_size,
+    else the image folder's resolution or the generator's."""
+    spec = job.spec
+    if spec.crops:
+        return spec.crops[0].crop_size
+    if spec.data.crop_size is not None:
+        return spec.data.crop_size
+    if job.generator is not None:
+        return int(job.generator.resolution)
+    assert spec.data.resolution is not None  # DataSpec sets it for image folders
+    return spec.data.resolution
+
+
 @rank_zero_only
 def _write_end(job: Pretraining, seconds: float) -> None:
     run_dir, trainer = job.run_dir, job.trainer
     backbone = job.method.backbone
     assert isinstance(backbone, nn.Module)  # both backends' methods hold their backbone here
     extra = job.solo_file.backbone if job.solo_file is not None else job.backend.backbone_record(job.method)
-    save_backbone(run_dir / BACKBONE_FILE, backbone, job.record, extra)
+    save_backbone(run_dir / BACKBONE_FILE, backbone, job.record, extra, input_size=trained_size(job))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     collapse, rank = job.collapse.summary(), job.collapse.feature_rank_summary()
     write_json(

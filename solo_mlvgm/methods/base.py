@@ -209,7 +209,11 @@ def _build_optimizer(
             )
         if name == "lars":
             eta = kwargs.pop("eta", 0.02)
-            kwargs.pop("clip_lr", None)  # solo-learn option; lightly's LARS has no clipping
+            if kwargs.pop("clip_lr", False):  # solo-learn's option; lightly's LARS has no clipping
+                raise ConfigError(
+                    "optimizer.kwargs.clip_lr=true is solo-learn's LARS option, which the lightly backend's "
+                    "LARS does not have: use backend=solo, or clip_lr=false"
+                )
             return LARS(
                 groups,
                 lr=lr,
