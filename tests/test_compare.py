@@ -149,6 +149,8 @@ def test_present_walkers_make_their_rows_run(tmp_path, hydra_configs, world):
     [
         ("methods=[mocov9]", "unknown method 'mocov9'"),
         ("seeds=[0,0]", "distinct"),
+        ("seeds=3", "e.g. \\[0,1,2\\], got 3"),
+        ("methods=simclr", "methods must be a list of method names"),
         ("+rows.synth.colour=1", "unknown keys"),
         ('rows.synth.overrides=["views=nope"]', "views=nope"),
         ('rows.synth.overrides=["views=toyworld_multilevel","views.perturb.pose.std=-1"]', "std"),
@@ -178,6 +180,7 @@ def _fake_result(run, top1: float, digest: str) -> None:
         "probe_seconds": 6.0,
         "run_dir": str(run.run_dir),
         "config_digest": digest,
+        "probe_digest": runner.probe_digest(compose(config_name="compare_toyworld").linear),
     }
     (run.run_dir / RESULT_FILE).write_text(json.dumps(result))
 
@@ -315,6 +318,13 @@ def test_tiny_comparison_end_to_end_then_resumes(tmp_path, hydra_configs):
     again = run_comparison(_cfg(tmp_path, *tiny))
     assert again["runs_trained_this_invocation"] == 0
     assert [c["top1"] for c in again["cells"]] == [c["top1"] for c in summary["cells"]]
+
+    # other linear settings: the stored backbones (and the floor) are probed again, none is retrained
+    probed = run_comparison(_cfg(tmp_path, *tiny[:-1], "linear.probe.epochs=3"))
+    assert probed["runs_trained_this_invocation"] == 0
+    digest = runner.probe_digest(_cfg(tmp_path, *tiny[:-1], "linear.probe.epochs=3").linear)
+    for folder in [*(out / "runs").glob("*/*/seed0"), out / "runs" / "random_backbone" / "seed0"]:
+        assert json.loads((folder / RESULT_FILE).read_text())["probe_digest"] == digest, folder
 
 
 def _real_generator_comparison(config_name: str, checkpoint: Path, tmp_path: Path):
@@ -466,3 +476,27 @@ def test_image_folder_evaluation_in_a_comparison_needs_one_named_size(tmp_path):
         runner._check_linear(linear)
     linear.data.resolution = 112
     runner._check_linear(linear)
+
+
+def test_a_row_whose_walker_was_trained_again_at_the_same_path_is_retrained(tmp_path, hydra_configs, world):
+    import os
+
+    single = _walkers(tmp_path / "all", world, {"all": tuple(range(5))})
+    cfg = _cfg(tmp_path, f"walkers.single={single}", "seeds=[0]", "methods=[simclr]")
+    runs, _, configs = prepare(cfg)
+    run = next(r for r in runs if r.row.name == "single_learned")
+    _fake_result(run, 50.0, runner.config_digest(configs[run.key]))
+    path = run.run_dir / RESULT_FILE
+    assert runner.stored_result(run, configs[run.key]) is not None  # no inputs digest yet: files older
+    assert json.loads(path.read_text())["inputs_digest"] == runner.inputs_digest(run.row)  # now stored
+
+    torch.manual_seed(123)
+    _walkers(tmp_path / "all", world, {"all": tuple(range(5))})  # trained again: other weights, same path
+    assert runner.stored_result(run, configs[run.key]) is None
+
+    # a result stored before the digest existed: a walker file newer than it means another walker
+    result = json.loads(path.read_text())
+    del result["inputs_digest"]
+    path.write_text(json.dumps(result))
+    os.utime(path, (1, 1))
+    assert runner.stored_result(run, configs[run.key]) is None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra import compose
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from solo_mlvgm.errors import ConfigError
@@ -101,6 +101,8 @@ def parse_rows(cfg: DictConfig) -> list[Row]:
 
 def _methods(names: Sequence[str] | None, where: str) -> list[str]:
     """Method names of a config list, each checked against the pretraining methods."""
+    if names is not None and not isinstance(names, list | tuple | ListConfig):
+        raise ConfigError(f"{where} must be a list of method names, e.g. [simclr], got {names!r}")
     out = [str(m) for m in names or ()]
     for m in out:
         if m not in PRETRAINING_METHODS:
@@ -109,7 +111,12 @@ def _methods(names: Sequence[str] | None, where: str) -> list[str]:
 
 
 def parse_seeds(cfg: DictConfig) -> list[int]:
-    seeds = [int(s) for s in cfg.seeds]
+    given = cfg.seeds
+    if not isinstance(given, ListConfig | list) or not all(isinstance(s, int) for s in given):
+        raise ConfigError(
+            f"seeds must be a non-empty list of distinct integers >= 0, e.g. [0,1,2], got {given!r}"
+        )
+    seeds = [int(s) for s in given]
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list of distinct integers >= 0, got {list(cfg.seeds)}")
     return seeds

@@ -5,7 +5,10 @@ A run is finished when its folder holds ``result.json`` (written last) made by t
 config (its digest is stored); re-running the command skips it, ``force=true`` recomputes it. An
 unfinished folder (an interrupted run), or one trained with another config, is cleared and trained again.
 The collapse thresholds only judge a finished run, so they are left out of the digest: a stored run is
-judged again against the current ones instead of being retrained.
+judged again against the current ones instead of being retrained. What else a stored figure depends on is
+checked too: the backend the run resolved to (retrained if ``backend: auto`` now resolves to another), the
+contents of the files its row reads (retrained when a walker at the same path was trained again), and the
+linear-evaluation settings (a stored backbone is probed again when they changed; the floor likewise).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from solo_mlvgm.backends import resolve_backend
 from solo_mlvgm.compare.plan import (
     FLOOR_ROW,
     RESULT_FILE,
@@ -100,10 +104,11 @@ def _export(row: Row, run_cfg: DictConfig) -> None:
 
 
 class Evaluator:
-    """Linear evaluation with labelled splits computed once per evaluation source and reused by every run."""
+    """Linear evaluation with labelled splits computed once per evaluation source and reused by every run.
+    ``digest``: a hash of the ``linear`` settings, stored with every figure it measures."""
 
-    def __init__(self, linear: LinearSpec) -> None:
-        self.linear = linear
+    def __init__(self, linear: LinearSpec, digest: str = "") -> None:
+        self.linear, self.digest = linear, digest
         self._splits: dict[str, tuple] = {}
 
     def splits(self, run_cfg: DictConfig) -> tuple:
@@ -147,6 +152,30 @@ def config_digest(run_cfg: DictConfig) -> str:
     return _digest({k: v for k, v in container.items() if k not in JUDGED_SIGNALS.values()})
 
 
+def probe_digest(linear: DictConfig) -> str:
+    """A hash of the linear-evaluation settings: a stored figure counts only for the probe that made it."""
+    return _digest(OmegaConf.to_container(linear, resolve=True))
+
+
+def _needed_files(row: Row) -> list[Path]:
+    files: list[Path] = []
+    for need in sorted(row.needs):
+        path = Path(need)
+        files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    return files
+
+
+def inputs_digest(row: Row) -> str | None:
+    """A hash of the contents of the files a row reads (its walkers), or None for a row that reads none."""
+    if not row.needs:
+        return None
+    h = hashlib.sha1()
+    for f in _needed_files(row):
+        h.update(str(f).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def judged_collapsed(record: dict[str, Any], run_cfg: DictConfig) -> bool:
     """Whether either collapse signal of a run's ``pretrain.json`` ended below the run config's threshold
     (the monitor's own rule: its final value under the threshold)."""
@@ -172,7 +201,28 @@ def stored_result(run: PlannedRun, run_cfg: DictConfig, say: bool = True) -> dic
         if say:
             print(f"note: {run.key} was trained with another config: training it again")
         return None
+    backend = resolve_backend(str(run_cfg.get("backend", "auto")), str(run_cfg.method)).name
+    if record.get("backend", backend) != backend:
+        if say:
+            print(
+                f"note: {run.key} was trained by the {record['backend']} backend, now {backend}: training it again"
+            )
+        return None
     current: dict[str, Any] = {"config_digest": digest}
+    inputs = inputs_digest(run.row)
+    if inputs is not None:
+        stored_inputs = result.get("inputs_digest")
+        written = path.stat().st_mtime
+        changed = (
+            stored_inputs != inputs
+            if stored_inputs is not None  # results stored before the digest was: by the files' times
+            else any(f.stat().st_mtime > written for f in _needed_files(run.row))
+        )
+        if changed:
+            if say:
+                print(f"note: {run.key} read other versions of {', '.join(run.row.needs)}: training it again")
+            return None
+        current["inputs_digest"] = inputs
     if record:
         current["collapsed"] = judged_collapsed(record, run_cfg)
     if any(result.get(k) != v for k, v in current.items()):
@@ -213,9 +263,28 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
         "steps": steps,
         "collapsed": judged_collapsed(record, run_cfg),
         "config_digest": config_digest(run_cfg),
+        "inputs_digest": inputs_digest(run.row),
+        "probe_digest": evaluator.digest,
         "pretrain_seconds": pretrain_seconds,
         "probe_seconds": time.perf_counter() - start,
         "run_dir": str(run.run_dir),
+    }
+    write_json(run.run_dir / RESULT_FILE, result)
+    return result
+
+
+def probe_again(
+    run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluator, result: dict[str, Any]
+) -> dict[str, Any]:
+    """A stored run's backbone probed with the current linear settings; its ``result.json`` updated."""
+    backbone, _ = rebuild_backbone(load_backbone_file(run.run_dir), weights=True)
+    start = time.perf_counter()
+    scores = evaluator.evaluate(backbone, run_cfg, run.seed)
+    result = {
+        **result,
+        **scores,
+        "probe_digest": evaluator.digest,
+        "probe_seconds": time.perf_counter() - start,
     }
     write_json(run.run_dir / RESULT_FILE, result)
     return result
@@ -227,8 +296,12 @@ def evaluate_random_backbone(
     """The floor: a randomly initialised backbone of the same architecture as a run's ``backbone.pt``
     (``payload``: solo-learn's or ours), probed the same way."""
     path = folder / RESULT_FILE
+    architecture = {k: payload.get(k) for k in ("backbone", "small_image_stem", "solo_learn")}
     if path.is_file() and not force:
-        return json.loads(path.read_text())
+        stored = json.loads(path.read_text())
+        if stored.get("probe_digest") == evaluator.digest and stored.get("architecture") == architecture:
+            return stored
+        print(f"note: the random-backbone floor of seed {seed} was probed otherwise: probing it again")
     torch.manual_seed(seed)
     backbone, _ = rebuild_backbone(payload, weights=False)
     start = time.perf_counter()
@@ -243,6 +316,8 @@ def evaluate_random_backbone(
         "pretrain_seconds": 0.0,
         "probe_seconds": time.perf_counter() - start,
         "run_dir": str(folder),
+        "probe_digest": evaluator.digest,
+        "architecture": architecture,
     }
     write_json(path, result)
     return result
@@ -267,12 +342,15 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
     n_todo = sum(result is None for result in stored.values())
     print(f"comparison '{cfg.name}': {len(runs)} runs, {len(runs) - n_todo} finished, {n_todo} to train")
 
-    evaluator = Evaluator(LinearSpec.from_config(cfg.linear))
+    evaluator = Evaluator(LinearSpec.from_config(cfg.linear), probe_digest(cfg.linear))
     results, trained = [], 0
     for run in runs:
         done = stored[run.key]
         if done is None and not force:  # finished meanwhile by another invocation on the same ``out``
             done = stored_result(run, configs[run.key], say=False)
+        if done is not None and done.get("probe_digest") != evaluator.digest:
+            print(f"note: {run.key} was probed with other linear settings: probing its backbone again")
+            done = probe_again(run, configs[run.key], evaluator, done)
         if done is not None:
             results.append(done)
             continue
