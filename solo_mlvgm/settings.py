@@ -9,10 +9,12 @@ one config file serves both backends. Every check raises a one-line ``ConfigErro
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -121,6 +123,33 @@ class TrainerSpec:
         )
 
 
+# Trainer arguments our run configs set themselves (TrainerSpec), and those the run sets for itself.
+_TRAINER_SPEC_KEYS = {"accelerator", "devices", "precision", "strategy", "max_epochs", "max_steps"}
+_TRAINER_SET_BY_RUN = {
+    "callbacks": "the run adds its own (checkpoints every epoch, collapse monitor, progress)",
+    "logger": "the run logs to <run>/logs (CSV)",
+    "default_root_dir": "the run folder is hydra.run.dir",
+    "enable_progress_bar": "a bar on a terminal, plain lines otherwise",
+    "enable_checkpointing": "checkpoints/last.ckpt is written every epoch (resume_from_checkpoint)",
+}
+
+
+def trainer_extras(cfg: DictConfig) -> dict[str, Any]:
+    """Further Lightning Trainer arguments given at the top of a run config (``+gradient_clip_val=1``,
+    ``+accumulate_grad_batches=4``, ...): passed to the Trainer, not dropped; those the run sets itself
+    are refused."""
+    names = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"} - _TRAINER_SPEC_KEYS
+    given = sorted(k for k in cfg if k in names and k != "log_every_n_steps")
+    for key in given:
+        if key in _TRAINER_SET_BY_RUN:
+            raise ConfigError(f"{key} is set by the run itself ({_TRAINER_SET_BY_RUN[key]}); remove it")
+    extras = {}
+    for key in given:
+        value = cfg[key]
+        extras[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return extras
+
+
 # --------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class DataSpec:
@@ -217,7 +246,7 @@ class PretrainSpec:
             views=ViewSpec.from_config(views),
             generator=GeneratorSpec.from_config(cfg.generator) if data.uses_generator else None,
             data=data,
-            trainer=TrainerSpec.from_config(cfg),
+            trainer=TrainerSpec.from_config(cfg, extra=trainer_extras(cfg)),
             collapse_threshold=check_threshold(cfg.get("collapse_threshold", DEFAULT_THRESHOLD)),
             feature_rank_threshold=check_rank_threshold(
                 cfg.get("feature_rank_threshold", DEFAULT_RANK_THRESHOLD)

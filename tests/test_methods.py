@@ -216,3 +216,14 @@ def test_a_solo_learn_lars_option_the_lightly_backend_lacks_is_refused_not_dropp
     assert not any(tmp_path.iterdir())  # nothing written
     off = [*TINY, "backend=lightly", "optimizer.name=lars", "+optimizer.kwargs.clip_lr=false"]
     build_pretraining(compose_cfg("mlvgm_simclr", off), tmp_path / "off")  # false asks for nothing missing
+
+
+def test_further_lightning_trainer_arguments_reach_the_trainer_or_are_refused(tmp_path):
+    over = [*TINY, "+gradient_clip_val=0.5", "+accumulate_grad_batches=2"]
+    job = build_pretraining(compose_cfg("mlvgm_simclr", over), tmp_path / "ok")
+    assert job.trainer.gradient_clip_val == 0.5 and job.trainer.accumulate_grad_batches == 2
+    with pytest.raises(ConfigError, match="enable_checkpointing is set by the run itself"):
+        build_pretraining(
+            compose_cfg("mlvgm_simclr", [*TINY, "+enable_checkpointing=false"]), tmp_path / "no"
+        )
+    assert not (tmp_path / "no").exists()

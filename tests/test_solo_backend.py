@@ -157,6 +157,9 @@ def test_dataset_names_tell_generators_apart():
         ("backbone.name=vit9", "unknown backbone 'vit9' for solo-learn"),
         ("+optimizer.kwargs.betas=3", "optimizer.kwargs do not fit optimizer 'adamw'"),
         ("+auto_resume.enabled=true", "resume_from_checkpoint"),
+        ("+method_kwargs.temprature=0.5", "no method_kwargs \\['temprature'\\]"),  # as on the lightly backend
+        ("+wandb.enabled=true", "wandb.enabled=true is not used by these run configs"),
+        ("+checkpoint.enabled=true", "checkpoint.enabled=true is not used by these run configs"),
         (
             "backbone.name=vit_tiny",
             "backbone.small_image_stem=true applies to convnet6, resnet18, resnet50, not to solo-learn's 'vit_tiny'",
@@ -294,3 +297,16 @@ def test_byol_keeps_its_sgd_recipe_in_solo_learns_loss_scale_and_says_so(tmp_pat
     assert "BYOL loss" not in capsys.readouterr().out
     assert job.method.cfg.optimizer.weight_decay == pytest.approx(0.002)
     assert job.method.cfg.optimizer.lr == pytest.approx(2e-3 * 16 / 256)
+
+
+def test_byol_momentum_is_taken_from_either_place_and_a_disagreement_refused():
+    def momentum(*overrides: str) -> dict:
+        cfg = compose_cfg("mlvgm_byol", [*SOLO, *overrides])
+        solo = bridge.solo_pretrain_cfg(cfg, PretrainSpec.from_config(cfg), num_classes=10, num_devices=1)
+        return dict(solo.momentum)
+
+    assert momentum()["base_tau"] == 0.6  # mlvgm_byol's method_kwargs.base_tau
+    # solo-learn's place, given alone, is honoured over our default (0.99)
+    assert momentum("~method_kwargs.base_tau", "+momentum.base_tau=0.9")["base_tau"] == 0.9
+    with pytest.raises(ConfigError, match="momentum.base_tau=0.9 and method_kwargs.base_tau=0.6 disagree"):
+        momentum("+momentum.base_tau=0.9")  # mlvgm_byol sets method_kwargs.base_tau: 0.6

@@ -63,7 +63,7 @@ with warnings.catch_warnings():  # solo-learn's imports warn about deprecated to
     from solo.utils.misc import make_contiguous
 
 from solo_mlvgm.backends import Splits
-from solo_mlvgm.backends.solo_config import SoloFileRun
+from solo_mlvgm.backends.solo_config import SoloFileRun, block_enabled
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
@@ -375,20 +375,34 @@ def solo_pretrain_cfg(
     no_labels = int(num_classes) == 0
     kw = s.get("method_kwargs") or {}
     s.method_kwargs = kw
-    if method in OUR_METHODS:  # the lightly backend's defaults: the same heads on both backends
-        defaults = getattr(OUR_METHODS[method], "defaults", {})
-        check_method_kwargs_types(kw, defaults)
-        for key, value in defaults.items():
-            kw.setdefault(key, value)
     if "static_pred_lr" in kw and method != "byol":  # ours, honoured by _OurData for BYOL only
         raise ConfigError(
             f"method_kwargs.static_pred_lr applies to byol, not to {method} (SimSiam's predictor lr "
             "is always constant)"
         )
+    given_kw = set(kw)
+    if method in OUR_METHODS:  # the lightly backend's defaults: the same heads on both backends
+        defaults = getattr(OUR_METHODS[method], "defaults", {})
+        unknown = given_kw - set(defaults)
+        if unknown:  # refused as on the lightly backend: the same settings on both
+            raise ConfigError(
+                f"method '{method}' has no method_kwargs {sorted(unknown)}; known: {sorted(defaults)}"
+            )
+        check_method_kwargs_types(kw, defaults)
+        for key, value in defaults.items():
+            kw.setdefault(key, value)
     momentum = dict(s.get("momentum") or {})
     for key in ("base_tau", "final_tau"):  # ours in method_kwargs, solo's in the momentum block
-        if key in kw:
-            momentum[key] = kw.pop(key)
+        if key not in kw:
+            continue
+        ours = kw.pop(key)
+        if key not in momentum:
+            momentum[key] = ours
+        elif key in given_kw and float(momentum[key]) != float(ours):
+            raise ConfigError(
+                f"momentum.{key}={momentum[key]} and method_kwargs.{key}={ours} disagree: set one of them"
+            )
+        # else: momentum.<key> given alone (solo-learn's place for it) is honoured over our default
     if no_labels:
         momentum["classifier"] = False
     s.momentum = momentum
@@ -425,6 +439,12 @@ def solo_pretrain_cfg(
     if knn.get("enabled"):
         print("note: knn_eval needs a labelled validation set, which these runs do not have: switched off")
     s.knn_eval = {**knn, "enabled": False}
+    for block, why in (
+        ("checkpoint", "the run writes checkpoints/last.ckpt every epoch (resume_from_checkpoint)"),
+        ("wandb", "the run logs to <run>/logs (CSV); use a solo-learn config file for wandb"),
+    ):
+        if block_enabled(s, block):
+            raise ConfigError(f"{block}.enabled=true is not used by these run configs: {why}")
     s.checkpoint = {"enabled": False}
     s.auto_resume = {"enabled": False}
     s.wandb = {"enabled": False}
@@ -538,6 +558,12 @@ def solo_linear_cfg(
         "num_workers": 0,
     }
     s.devices = [0]
+    for block, why in (
+        ("checkpoint", "the run writes checkpoints/last.ckpt every epoch (resume_from_checkpoint)"),
+        ("wandb", "the run logs to <run>/logs (CSV); use a solo-learn config file for wandb"),
+    ):
+        if block_enabled(s, block):
+            raise ConfigError(f"{block}.enabled=true is not used by these run configs: {why}")
     s.checkpoint = {"enabled": False}
     s.auto_resume = {"enabled": False}
     s.wandb = {"enabled": False}

@@ -227,11 +227,11 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
                 )
             honoured.append(key)
         elif top == "knn_eval":
-            if _enabled(plain, "knn_eval"):
+            if block_enabled(plain, "knn_eval"):
                 _check_knn(data)
             honoured.append(key)
         elif top == "auto_umap":
-            if _enabled(plain, "auto_umap"):
+            if block_enabled(plain, "auto_umap"):
                 _check_umap(data)
             honoured.append(key)
         else:  # solo-learn's own files carry such keys (imagenet-100/simsiam.yaml: augmentations_cfg)
@@ -267,7 +267,7 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
             f"resume_from_checkpoint '{resume}' is not a file (use a run's checkpoints/last.ckpt)"
         )
     auto_resumed = None
-    if not resume and _enabled(plain, "auto_resume"):
+    if not resume and block_enabled(plain, "auto_resume"):
         max_hours = number((plain.get("auto_resume") or {}).get("max_hours", 36), "auto_resume.max_hours", 0)
         auto_resumed = find_resumable(runs_root, cfg, max_hours)
         resume = str(auto_resumed) if auto_resumed else None
@@ -321,7 +321,7 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
     report = KeyReport(tuple(honoured), not_applicable, not_read)
     umap = dict(plain.get("auto_umap") or {})
     umap_settings = {
-        "enabled": _enabled(plain, "auto_umap"),
+        "enabled": block_enabled(plain, "auto_umap"),
         "dir": str(umap.get("dir", "auto_umap")),
         "frequency": integer(umap.get("frequency", 1), "auto_umap.frequency", 1),
     }
@@ -341,7 +341,7 @@ def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, An
             yield name, value
 
 
-def _enabled(plain: Mapping[str, Any], block: str) -> bool:
+def block_enabled(plain: Mapping[str, Any], block: str) -> bool:
     value = (plain.get(block) or {}).get("enabled", False)
     return flag(value, f"{block}.enabled")
 
