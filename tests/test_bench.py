@@ -245,6 +245,10 @@ def test_energy_is_tracked_per_epoch_when_codecarbon_is_there(tmp_path):
         ("bench.min_window_seconds=abc", "bench.min_window_seconds must be a number"),
         ("bench.energy.enabled=abc", "bench.energy.enabled must be true or false"),
         ("bench.batch_sizes=[8.5]", "must be an integer"),
+        ("bench.batch_sizes=64", "bench.batch_sizes must be a list"),
+        ("bench.sources=torch", "bench.sources must be a list"),
+        ("backend=solo", "backend=solo is not used by it"),
+        ("accelerator=cpu", "set that instead of accelerator/devices"),
     ],
 )
 def test_bad_config_fails_before_any_work(tmp_path, override, message):

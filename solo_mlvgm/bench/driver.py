@@ -72,6 +72,19 @@ class BenchOptions:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> BenchOptions:
         b = cfg.bench
+        for key, example in (("sources", "[continuous,torch]"), ("batch_sizes", "[32,64]")):
+            if not OmegaConf.is_list(b[key]):
+                raise ConfigError(f"bench.{key} must be a list, e.g. bench.{key}={example}, got {b[key]!r}")
+        if str(cfg.get("backend", "auto")) == "solo":
+            raise ConfigError(
+                "the benchmark times the lightly backend's training step (the same for every source); "
+                "backend=solo is not used by it: leave backend=auto or set backend=lightly"
+            )
+        if str(cfg.get("accelerator", "auto")) != "auto" or cfg.get("devices", 1) != 1:
+            raise ConfigError(
+                "the benchmark runs on one device, bench.device (auto | cpu | cuda | cuda:N): set that "
+                "instead of accelerator/devices"
+            )
         names = [str(name) for name in dict.fromkeys(b.sources)]  # each once, in the given order
         unknown = [name for name in names if name not in known_sources()]
         if unknown or not names:
@@ -202,7 +215,7 @@ def run_benchmark(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         folder=folder,
         folder_size=opts.export_n,
     )
-    report = BenchReport(run_dir, describe(cfg, opts, generator, size, folder), skipped)
+    report = BenchReport(run_dir, describe(cfg, opts, generator, spec, size, folder), skipped)
     print(report.header())
     # the limit first: every ratio refers to it
     order = [LimitSource(), *[s for s in active if not isinstance(s, LimitSource)]]
@@ -376,7 +389,12 @@ def measure_point(
 
 
 def describe(
-    cfg: DictConfig, opts: BenchOptions, generator: MultiLatentGenerator, size: int, folder: Path | None
+    cfg: DictConfig,
+    opts: BenchOptions,
+    generator: MultiLatentGenerator,
+    spec: ViewSpec,
+    size: int,
+    folder: Path | None,
 ) -> dict[str, Any]:
     device = opts.device
     return {
@@ -389,7 +407,8 @@ def describe(
         "method": str(cfg.method),
         "backbone": str(cfg.backbone.name),
         "view_size": size,
-        "pixel": str(cfg.views.get("pixel", "none")),
+        "pixel": spec.pixel,
+        "training_step": "lightly backend",
         "precision": str(cfg.precision),
         "generator_autocast": str(cfg.data.autocast) if device.type == "cuda" else "none (CPU)",
         "warmup": opts.warmup,
