@@ -151,6 +151,10 @@ def test_present_walkers_make_their_rows_run(tmp_path, hydra_configs, world):
         ("seeds=[0,0]", "distinct"),
         ("seeds=3", "e.g. \\[0,1,2\\], got 3"),
         ("methods=simclr", "methods must be a list of method names"),
+        (  # a row with an export: its settings are checked before the images are written
+            'rows.real.overrides=["data=image_folder","data.train_path=${real_data}","data.num_workers=-1","views=real"]',
+            "data.num_workers must be >= 0",
+        ),
         ("+rows.synth.colour=1", "unknown keys"),
         ('rows.synth.overrides=["views=nope"]', "views=nope"),
         ('rows.synth.overrides=["views=toyworld_multilevel","views.perturb.pose.std=-1"]', "std"),

@@ -44,7 +44,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.collapse import DEFAULT_RANK_THRESHOLD, DEFAULT_THRESHOLD
 from solo_mlvgm.methods.linear_probe import probe_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
-from solo_mlvgm.settings import GeneratorSpec, LinearSpec
+from solo_mlvgm.settings import GeneratorSpec, LinearSpec, PretrainSpec
 
 
 def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str, DictConfig]]:
@@ -56,8 +56,17 @@ def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str
     skipped = {row.name: reason for row in rows if (reason := row.skip_reason())}
     runs = [run for run in plan_runs(cfg, rows, seeds) if run.row.name not in skipped]
     configs = {run.key: compose_run_config(base_config_name(cfg, run.method), run.overrides) for run in runs}
-    _dry_build_rows(runs, configs, exported=False)  # rows with an export are checked once it exists
+    _dry_build_rows(runs, configs, exported=False)
+    for run in runs:  # rows with an export: their settings now, their data source once the export exists
+        if run.row.export:
+            _check_settings(configs[run.key])
     return runs, skipped, configs
+
+
+def _check_settings(run_cfg: DictConfig) -> None:
+    """A run's settings and method checked without its data (an image folder not exported yet)."""
+    spec = PretrainSpec.from_config(run_cfg)
+    resolve_backend(spec.backend, spec.method).check_method(run_cfg.copy())
 
 
 def _check_linear(linear: DictConfig) -> None:
@@ -329,6 +338,7 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
     runs, skipped, configs = prepare(cfg)
     if not runs:
         raise ConfigError(f"no row can run: {'; '.join(f'{k}: {v}' for k, v in skipped.items())}")
+    evaluator = Evaluator(LinearSpec.from_config(cfg.linear), probe_digest(cfg.linear))  # checked before work
     force = bool(cfg.force)
     for name, reason in skipped.items():
         print(f"skipping row '{name}': {reason}")
@@ -342,7 +352,6 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
     n_todo = sum(result is None for result in stored.values())
     print(f"comparison '{cfg.name}': {len(runs)} runs, {len(runs) - n_todo} finished, {n_todo} to train")
 
-    evaluator = Evaluator(LinearSpec.from_config(cfg.linear), probe_digest(cfg.linear))
     results, trained = [], 0
     for run in runs:
         done = stored[run.key]

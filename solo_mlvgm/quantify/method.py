@@ -50,7 +50,7 @@ class MIQuant(pl.LightningModule):
 
     defaults: ClassVar[dict[str, Any]] = {
         "encoder_mode": "adversarial",
-        "encoder_warmup_steps": 200,  # the walker waits while the encoder learns to match identical views
+        "encoder_warmup_steps": 100,  # as mi_quant.yaml: the walker waits while the encoder learns
         "proj_hidden_dim": 128,
         "proj_output_dim": 64,
         "temperature": 0.1,  # official: 0.1
