@@ -142,7 +142,7 @@ def trainer_extras(cfg: DictConfig) -> dict[str, Any]:
     given = sorted(k for k in cfg if k in names and k != "log_every_n_steps")
     for key in given:
         if key in _TRAINER_SET_BY_RUN:
-            raise ConfigError(f"{key} is set by the run itself ({_TRAINER_SET_BY_RUN[key]}); remove it")
+            raise ConfigError(f"{key} is set by the run itself: {_TRAINER_SET_BY_RUN[key]}; remove it")
     extras = {}
     for key in given:
         value = cfg[key]

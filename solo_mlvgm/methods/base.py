@@ -202,6 +202,11 @@ def _split_kwargs(opt: DictConfig) -> tuple[bool, dict]:
 def _build_optimizer(
     name: str, groups: list[dict], lr: float, wd: float, kwargs: dict
 ) -> torch.optim.Optimizer:
+    if name == "lars" and kwargs.pop("clip_lr", False):  # solo-learn's option; lightly's LARS has none
+        raise ConfigError(
+            "optimizer.kwargs.clip_lr=true is solo-learn's LARS option, which the lightly backend's "
+            "LARS does not have: use backend=solo, or clip_lr=false"
+        )
     try:
         if name == "sgd":
             return torch.optim.SGD(
@@ -209,11 +214,6 @@ def _build_optimizer(
             )
         if name == "lars":
             eta = kwargs.pop("eta", 0.02)
-            if kwargs.pop("clip_lr", False):  # solo-learn's option; lightly's LARS has no clipping
-                raise ConfigError(
-                    "optimizer.kwargs.clip_lr=true is solo-learn's LARS option, which the lightly backend's "
-                    "LARS does not have: use backend=solo, or clip_lr=false"
-                )
             return LARS(
                 groups,
                 lr=lr,
