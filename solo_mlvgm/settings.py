@@ -134,11 +134,45 @@ _TRAINER_SET_BY_RUN = {
 }
 
 
+# The top-level keys of our run configs (pretrain_base.yaml and the method configs), and solo-learn's own
+# blocks, which its methods read on the solo backend.
+RUN_CONFIG_KEYS = frozenset(
+    {
+        "name", "method", "method_kwargs", "backend", "seed", "backbone", "optimizer", "scheduler",
+        "generator", "views", "views_file", "data", "max_epochs", "max_steps", "resume_from_checkpoint",
+        "accelerator", "devices", "strategy", "precision", "log_every_n_steps", "collapse_threshold",
+        "feature_rank_threshold",
+    }
+)  # fmt: skip
+SOLO_BLOCKS = frozenset(
+    {"momentum", "performance", "knn_eval", "auto_umap", "wandb", "checkpoint", "auto_resume"}
+)
+
+
+def _trainer_argument_names() -> set[str]:
+    return set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+
+
+def check_run_keys(cfg: DictConfig, backend: str) -> None:
+    """Every top-level key of a run config is one the run reads (ours, a Lightning Trainer argument, or on
+    the solo backend a solo-learn block): a typo such as ``+max_epoch=3`` is refused, not ignored."""
+    allowed = RUN_CONFIG_KEYS | _trainer_argument_names() | (SOLO_BLOCKS if backend == "solo" else set())
+    unknown = sorted(set(cfg) - allowed)
+    if not unknown:
+        return
+    solo_only = [key for key in unknown if key in SOLO_BLOCKS]
+    hint = f" ({', '.join(solo_only)}: solo-learn's, read with backend=solo)" if solo_only else ""
+    raise ConfigError(
+        f"unknown setting(s) {unknown} in the run config{hint}; known: {', '.join(sorted(RUN_CONFIG_KEYS))} "
+        "and Lightning Trainer arguments"
+    )
+
+
 def trainer_extras(cfg: DictConfig) -> dict[str, Any]:
     """Further Lightning Trainer arguments given at the top of a run config (``+gradient_clip_val=1``,
     ``+accumulate_grad_batches=4``, ...): passed to the Trainer, not dropped; those the run sets itself
     are refused."""
-    names = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"} - _TRAINER_SPEC_KEYS
+    names = _trainer_argument_names() - _TRAINER_SPEC_KEYS
     given = sorted(k for k in cfg if k in names and k != "log_every_n_steps")
     for key in given:
         if key in _TRAINER_SET_BY_RUN:

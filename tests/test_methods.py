@@ -227,3 +227,13 @@ def test_further_lightning_trainer_arguments_reach_the_trainer_or_are_refused(tm
             compose_cfg("mlvgm_simclr", [*TINY, "+enable_checkpointing=false"]), tmp_path / "no"
         )
     assert not (tmp_path / "no").exists()
+
+
+def test_a_misspelled_top_level_setting_is_refused_not_ignored(tmp_path):
+    with pytest.raises(ConfigError, match="unknown setting\\(s\\) \\['max_epoch'\\]"):
+        build_pretraining(compose_cfg("mlvgm_simclr", [*TINY, "+max_epoch=3"]), tmp_path / "typo")
+    with pytest.raises(ConfigError, match="momentum: solo-learn's, read with backend=solo"):
+        build_pretraining(
+            compose_cfg("mlvgm_byol", [*TINY, "backend=lightly", "+momentum.base_tau=0.9"]), tmp_path / "solo"
+        )
+    assert not any(tmp_path.iterdir())  # nothing written

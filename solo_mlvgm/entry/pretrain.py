@@ -32,7 +32,7 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods.collapse import CollapseMonitor
 from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
-from solo_mlvgm.settings import PretrainSpec
+from solo_mlvgm.settings import PretrainSpec, check_run_keys
 from solo_mlvgm.trainer import device_label, make_trainer, progress_settings
 from solo_mlvgm.views.grid import save_level_grid
 
@@ -81,6 +81,7 @@ def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     spec = PretrainSpec.from_config(cfg)
     pl.seed_everything(spec.seed, workers=True, verbose=False)  # before any module draws its weights
     backend = resolve_backend(spec.backend, spec.method)
+    check_run_keys(cfg, backend.name)
     method_cfg = backend.check_method(cfg)
     collapse = CollapseMonitor(spec.collapse_threshold, rank_threshold=spec.feature_rank_threshold)
     trainer = _build_trainer(spec, run_dir, collapse)
