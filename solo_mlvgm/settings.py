@@ -124,7 +124,9 @@ class TrainerSpec:
 
 
 # Trainer arguments our run configs set themselves (TrainerSpec), and those the run sets for itself.
-_TRAINER_SPEC_KEYS = {"accelerator", "devices", "precision", "strategy", "max_epochs", "max_steps"}
+_TRAINER_SPEC_KEYS = {
+    "accelerator", "devices", "precision", "strategy", "max_epochs", "max_steps", "log_every_n_steps"
+}  # fmt: skip
 _TRAINER_SET_BY_RUN = {
     "callbacks": "the run adds its own (checkpoints every epoch, collapse monitor, progress)",
     "logger": "the run logs to <run>/logs (CSV)",
@@ -172,13 +174,10 @@ def trainer_extras(cfg: DictConfig) -> dict[str, Any]:
     """Further Lightning Trainer arguments given at the top of a run config (``+gradient_clip_val=1``,
     ``+accumulate_grad_batches=4``, ...): passed to the Trainer, not dropped; those the run sets itself
     are refused."""
-    names = _trainer_argument_names() - _TRAINER_SPEC_KEYS
-    given = sorted(k for k in cfg if k in names and k != "log_every_n_steps")
-    for key in given:
+    extras = {}
+    for key in sorted(set(cfg) & (_trainer_argument_names() - _TRAINER_SPEC_KEYS)):
         if key in _TRAINER_SET_BY_RUN:
             raise ConfigError(f"{key} is set by the run itself: {_TRAINER_SET_BY_RUN[key]}; remove it")
-    extras = {}
-    for key in given:
         value = cfg[key]
         extras[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     return extras

@@ -82,17 +82,17 @@ def test_bad_linear_settings_are_refused_before_any_backbone_is_read(tmp_path, o
 def test_image_folders_are_evaluated_at_the_size_the_run_trained_at():
     """backbone.pt records its training size; older files fall back to their config; a run whose config
     does not say (a StyleGAN2 run reading its resolution from the checkpoint) is refused, not probed at 32."""
-    from solo_mlvgm.entry.linear_eval import trained_size
+    from solo_mlvgm.entry.linear_eval import recorded_input_size
 
-    assert trained_size({"input_size": 112, "config": {}}) == 112
+    assert recorded_input_size({"input_size": 112, "config": {}}) == 112
     folder_run = {
         "config": {"data": {"source": "image_folder", "resolution": 64}, "generator": {"resolution": 32}}
     }
-    assert trained_size(folder_run) == 64  # the folder's size, not the unused toy world's
+    assert recorded_input_size(folder_run) == 64  # the folder's size, not the unused toy world's
     cropped = {
         "config": {"data": {"source": "continuous", "crop_size": 112}, "generator": {"resolution": 128}}
     }
-    assert trained_size(cropped) == 112
+    assert recorded_input_size(cropped) == 112
     stylegan2 = {"config": {"data": {"source": "continuous"}, "generator": {"name": "stylegan2"}}}
     with pytest.raises(ConfigError, match="data.resolution"):
-        trained_size(stylegan2)
+        recorded_input_size(stylegan2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from solo_mlvgm.data import ImageFolderData, export_image_folder, render_labelled
-from solo_mlvgm.entry.pretrain import build_pretraining, trained_size
+from solo_mlvgm.entry.pretrain import build_pretraining, input_size_of_run
 from solo_mlvgm.errors import ConfigError
 
 from .conftest import TINY, compose_cfg
@@ -74,7 +74,7 @@ def test_training_on_an_image_folder(tmp_path, world):
     assert job.generator is None and job.num_classes == len(list(out.glob("class_*")))
     _, views, _ = job.data.on_after_batch_transfer(next(iter(job.data.train_dataloader())), 0)
     assert all(v.shape[-2:] == (24, 24) for v in views)  # data.crop_size is honoured, not dropped
-    assert trained_size(job) == 24  # recorded in backbone.pt for linear evaluation on folders
+    assert input_size_of_run(job) == 24  # recorded in backbone.pt for linear evaluation on folders
     job.trainer.fit(job.method, datamodule=job.data)
     assert job.trainer.global_step == 3
 

@@ -439,15 +439,7 @@ def solo_pretrain_cfg(
     if knn.get("enabled"):
         print("note: knn_eval needs a labelled validation set, which these runs do not have: switched off")
     s.knn_eval = {**knn, "enabled": False}
-    for block, why in (
-        ("checkpoint", "the run writes checkpoints/last.ckpt every epoch (resume_from_checkpoint)"),
-        ("wandb", "the run logs to <run>/logs (CSV); use a solo-learn config file for wandb"),
-    ):
-        if block_enabled(s, block):
-            raise ConfigError(f"{block}.enabled=true is not used by these run configs: {why}")
-    s.checkpoint = {"enabled": False}
-    s.auto_resume = {"enabled": False}
-    s.wandb = {"enabled": False}
+    _run_writes_its_own_checkpoints_and_logs(s)
     dataset = None if train_path else generator_dataset_name(spec)
     s.data = {
         "dataset": dataset or "custom",
@@ -534,6 +526,20 @@ def _construct(cls: type, s: DictConfig) -> pl.LightningModule:
     return model
 
 
+def _run_writes_its_own_checkpoints_and_logs(s: DictConfig) -> None:
+    """solo-learn's checkpoint, auto-resume and wandb blocks switched off: our runs write their own
+    checkpoints and CSV logs; one asked for in our run config is refused, not dropped."""
+    for block, why in (
+        ("checkpoint", "the run writes checkpoints/last.ckpt every epoch (resume_from_checkpoint)"),
+        ("wandb", "the run logs to <run>/logs (CSV); use a solo-learn config file for wandb"),
+    ):
+        if block_enabled(s, block):
+            raise ConfigError(f"{block}.enabled=true is not used by these run configs: {why}")
+    s.checkpoint = {"enabled": False}
+    s.auto_resume = {"enabled": False}
+    s.wandb = {"enabled": False}
+
+
 # ---------------------------------------------------------------------- linear
 def solo_linear_cfg(
     spec: LinearSpec, backbone_name: str, num_classes: int, dataset: str | None
@@ -558,15 +564,7 @@ def solo_linear_cfg(
         "num_workers": 0,
     }
     s.devices = [0]
-    for block, why in (
-        ("checkpoint", "the run writes checkpoints/last.ckpt every epoch (resume_from_checkpoint)"),
-        ("wandb", "the run logs to <run>/logs (CSV); use a solo-learn config file for wandb"),
-    ):
-        if block_enabled(s, block):
-            raise ConfigError(f"{block}.enabled=true is not used by these run configs: {why}")
-    s.checkpoint = {"enabled": False}
-    s.auto_resume = {"enabled": False}
-    s.wandb = {"enabled": False}
+    _run_writes_its_own_checkpoints_and_logs(s)
     s = _parse(solo_linear_args.parse_cfg, solo_linear_args, s, None if train_path else dataset, num_classes)
     _check_optimizer(s)
     return s

@@ -112,13 +112,13 @@ def _methods(names: Sequence[str] | None, where: str) -> list[str]:
 
 def parse_seeds(cfg: DictConfig) -> list[int]:
     given = cfg.seeds
-    if not isinstance(given, ListConfig | list) or not all(isinstance(s, int) for s in given):
+    is_list = isinstance(given, ListConfig | list)
+    seeds = [s for s in given if isinstance(s, int) and s >= 0] if is_list else []
+    if not seeds or len(seeds) != len(given) or len(set(seeds)) != len(seeds):
+        shown = list(given) if is_list else given
         raise ConfigError(
-            f"seeds must be a non-empty list of distinct integers >= 0, e.g. [0,1,2], got {given!r}"
+            f"seeds must be a non-empty list of distinct integers >= 0, e.g. [0,1,2], got {shown!r}"
         )
-    seeds = [int(s) for s in given]
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be a non-empty list of distinct integers >= 0, got {list(cfg.seeds)}")
     return seeds
 
 

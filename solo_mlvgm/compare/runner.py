@@ -39,12 +39,12 @@ from solo_mlvgm.compare.plan import (
 from solo_mlvgm.compare.report import write_report
 from solo_mlvgm.data.export import export_image_folder
 from solo_mlvgm.entry.linear_eval import labelled_splits, rebuild_backbone
-from solo_mlvgm.entry.pretrain import build_pretraining, run_pretraining
+from solo_mlvgm.entry.pretrain import build_pretraining, check_settings, run_pretraining
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods.collapse import DEFAULT_RANK_THRESHOLD, DEFAULT_THRESHOLD
 from solo_mlvgm.methods.linear_probe import probe_backbone
 from solo_mlvgm.runs import load_backbone_file, write_json
-from solo_mlvgm.settings import GeneratorSpec, LinearSpec, PretrainSpec
+from solo_mlvgm.settings import GeneratorSpec, LinearSpec
 
 
 def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str, DictConfig]]:
@@ -59,14 +59,8 @@ def prepare(cfg: DictConfig) -> tuple[list[PlannedRun], dict[str, str], dict[str
     _dry_build_rows(runs, configs, exported=False)
     for run in runs:  # rows with an export: their settings now, their data source once the export exists
         if run.row.export:
-            _check_settings(configs[run.key])
+            check_settings(configs[run.key])
     return runs, skipped, configs
-
-
-def _check_settings(run_cfg: DictConfig) -> None:
-    """A run's settings and method checked without its data (an image folder not exported yet)."""
-    spec = PretrainSpec.from_config(run_cfg)
-    resolve_backend(spec.backend, spec.method).check_method(run_cfg.copy())
 
 
 def _check_linear(linear: DictConfig) -> None:
@@ -116,7 +110,7 @@ class Evaluator:
     """Linear evaluation with labelled splits computed once per evaluation source and reused by every run.
     ``digest``: a hash of the ``linear`` settings, stored with every figure it measures."""
 
-    def __init__(self, linear: LinearSpec, digest: str = "") -> None:
+    def __init__(self, linear: LinearSpec, digest: str) -> None:
         self.linear, self.digest = linear, digest
         self._splits: dict[str, tuple] = {}
 
@@ -258,45 +252,30 @@ def train_and_evaluate(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluato
     start = time.perf_counter()
     run_pretraining(run_cfg, run.run_dir)
     pretrain_seconds = time.perf_counter() - start
-    backbone, _ = rebuild_backbone(load_backbone_file(run.run_dir), weights=True)  # either backend's
-    start = time.perf_counter()
-    scores = evaluator.evaluate(backbone, run_cfg, run.seed)
     record = json.loads((run.run_dir / "pretrain.json").read_text())
-    steps = record["steps"]
     result = {
         "row": run.row.name,
         "label": run.row.label,
         "method": run.method,
         "seed": run.seed,
-        **scores,
-        "steps": steps,
+        **probe_run(run, run_cfg, evaluator),
+        "steps": record["steps"],
         "collapsed": judged_collapsed(record, run_cfg),
         "config_digest": config_digest(run_cfg),
         "inputs_digest": inputs_digest(run.row),
-        "probe_digest": evaluator.digest,
         "pretrain_seconds": pretrain_seconds,
-        "probe_seconds": time.perf_counter() - start,
         "run_dir": str(run.run_dir),
     }
     write_json(run.run_dir / RESULT_FILE, result)
     return result
 
 
-def probe_again(
-    run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluator, result: dict[str, Any]
-) -> dict[str, Any]:
-    """A stored run's backbone probed with the current linear settings; its ``result.json`` updated."""
+def probe_run(run: PlannedRun, run_cfg: DictConfig, evaluator: Evaluator) -> dict[str, Any]:
+    """The scores of a run's ``backbone.pt`` (either backend's), with the probe's settings digest and time."""
     backbone, _ = rebuild_backbone(load_backbone_file(run.run_dir), weights=True)
     start = time.perf_counter()
     scores = evaluator.evaluate(backbone, run_cfg, run.seed)
-    result = {
-        **result,
-        **scores,
-        "probe_digest": evaluator.digest,
-        "probe_seconds": time.perf_counter() - start,
-    }
-    write_json(run.run_dir / RESULT_FILE, result)
-    return result
+    return {**scores, "probe_digest": evaluator.digest, "probe_seconds": time.perf_counter() - start}
 
 
 def evaluate_random_backbone(
@@ -359,7 +338,8 @@ def run_comparison(cfg: DictConfig) -> dict[str, Any]:
             done = stored_result(run, configs[run.key], say=False)
         if done is not None and done.get("probe_digest") != evaluator.digest:
             print(f"note: {run.key} was probed with other linear settings: probing its backbone again")
-            done = probe_again(run, configs[run.key], evaluator, done)
+            done = {**done, **probe_run(run, configs[run.key], evaluator)}
+            write_json(run.run_dir / RESULT_FILE, done)
         if done is not None:
             results.append(done)
             continue

@@ -41,7 +41,7 @@ def _folder_split(path: str | None, resolution: int, role: str) -> tuple[Tensor,
     return images, torch.tensor(folder.targets), folder.num_classes
 
 
-def trained_size(payload: dict[str, Any]) -> int:
+def recorded_input_size(payload: dict[str, Any]) -> int:
     """The image size a backbone file's run trained at: recorded in the file, or (files written before it
     was) from its config; one error line where neither says."""
     if "input_size" in payload:
@@ -155,7 +155,7 @@ def run_linear_eval(cfg: DictConfig) -> dict:
         f"linear evaluation ({backend.name} backend): preparing the labelled {spec.source} splits",
         flush=True,
     )
-    size = None if spec.source == "generator" or spec.resolution else trained_size(payload)
+    size = None if spec.source == "generator" or spec.resolution else recorded_input_size(payload)
     splits = labelled_splits(spec, run_cfg, size)
 
     def evaluate(net: nn.Module, which: str) -> dict:

@@ -74,15 +74,21 @@ def run_record(method_cfg: DictConfig, spec: PretrainSpec, backend: Backend, num
     return out
 
 
+def check_settings(cfg: DictConfig) -> tuple[PretrainSpec, Backend, DictConfig]:
+    """Our settings, the backend and the method's settings checked without building anything (no data
+    is read: a comparison checks a row whose image folder is not exported yet)."""
+    spec = PretrainSpec.from_config(cfg)
+    backend = resolve_backend(spec.backend, spec.method)
+    check_run_keys(cfg, backend.name)
+    return spec, backend, backend.check_method(cfg)
+
+
 def build_pretraining(cfg: DictConfig, run_dir: Path) -> Pretraining:
     """Check and build method, data source and trainer; raise ``ConfigError`` on any bad input."""
     if is_solo_file(cfg):
         return build_solo_file_pretraining(cfg, run_dir)
-    spec = PretrainSpec.from_config(cfg)
+    spec, backend, method_cfg = check_settings(cfg)
     pl.seed_everything(spec.seed, workers=True, verbose=False)  # before any module draws its weights
-    backend = resolve_backend(spec.backend, spec.method)
-    check_run_keys(cfg, backend.name)
-    method_cfg = backend.check_method(cfg)
     collapse = CollapseMonitor(spec.collapse_threshold, rank_threshold=spec.feature_rank_threshold)
     trainer = _build_trainer(spec, run_dir, collapse)
     generator = spec.generator.build() if spec.generator is not None else None
@@ -348,7 +354,7 @@ def _write_start(job: Pretraining) -> None:
         )
 
 
-def trained_size(job: Pretraining) -> int:
+def input_size_of_run(job: Pretraining) -> int:
     """The size of the images the backbone trained on: the crops of a solo-learn file, else data.crop_size,
     else the image folder's resolution or the generator's."""
     spec = job.spec
@@ -368,7 +374,7 @@ def _write_end(job: Pretraining, seconds: float) -> None:
     backbone = job.method.backbone
     assert isinstance(backbone, nn.Module)  # both backends' methods hold their backbone here
     extra = job.solo_file.backbone if job.solo_file is not None else job.backend.backbone_record(job.method)
-    save_backbone(run_dir / BACKBONE_FILE, backbone, job.record, extra, input_size=trained_size(job))
+    save_backbone(run_dir / BACKBONE_FILE, backbone, job.record, extra, input_size=input_size_of_run(job))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     collapse, rank = job.collapse.summary(), job.collapse.feature_rank_summary()
     write_json(
