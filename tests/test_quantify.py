@@ -22,6 +22,7 @@ from solo_mlvgm.quantify.monte_carlo import monte_carlo_stats
 from solo_mlvgm.quantify.recommend import recommended_views, std_for_change
 from solo_mlvgm.quantify.stop import GammaStop
 from solo_mlvgm.quantify.table import assign_verdicts
+from solo_mlvgm.settings import GeneratorSpec
 from solo_mlvgm.views import ViewSampler, ViewSpec
 from solo_mlvgm.views.walker import Walker, load_walker, save_walker
 
@@ -268,6 +269,11 @@ def test_quantification_writes_every_output_and_resumes_without_recomputing(tmp_
     assert (run_dir / "levels" / "none" / "result.json").is_file()
 
     changed = compose_cfg("mi_quant", [*TINY_MI, "seed=1", f"resume={run_dir}"])
+
+    def no_build(self):
+        raise AssertionError("the generator was built before the resume folder was checked")
+
+    monkeypatch.setattr(GeneratorSpec, "build", no_build)
     with pytest.raises(ConfigError, match=r"different settings for \['seed'\]"):
         driver.run_quantification(changed, tmp_path / "unused")
 

@@ -195,10 +195,16 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     cfg, spec, backend = check_cfg(cfg)
     if spec.resume is not None:
         run_dir = spec.resume
+    check_resume(cfg, run_dir)  # before the generator is built: a checkpoint can take a while to read
+    trainer = _build_trainer(spec)  # bad trainer settings fail before any work
+    if cfg.method_kwargs.encoder_mode == "frozen" and trainer.world_size > 1:
+        # the frozen encoder stops requiring gradients mid-run, which DDP does not allow
+        raise ConfigError(
+            f"method_kwargs.encoder_mode=frozen runs on one device, but devices={spec.trainer.devices} "
+            f"gives {trainer.world_size}: set devices=1"
+        )
     generator = spec.generator.build()
     levels = selected_levels(spec, generator)
-    check_resume(cfg, run_dir)
-    _build_trainer(spec)  # bad trainer settings fail before any work
     saved = cfg.copy()
     with open_dict(saved):
         saved.backend = backend.name  # the backend used, recorded with the run

@@ -102,9 +102,6 @@ class MIQuant(pl.LightningModule):
         for key in ("input_size", "walker_hidden_dim"):
             if kw[key] is not None and int(kw[key]) <= 0:
                 raise ConfigError(f"method_kwargs.{key} must be > 0 or null, got {kw[key]}")
-        if kw.encoder_mode == "frozen" and str(cfg.get("devices", 1)) not in ("1", "auto"):
-            # the frozen encoder stops requiring gradients mid-run, which DDP does not allow
-            raise ConfigError("method_kwargs.encoder_mode=frozen runs on one device (devices=1)")
         if int(kw.encoder_warmup_steps) < 0:
             raise ConfigError(
                 f"method_kwargs.encoder_warmup_steps must be >= 0, got {kw.encoder_warmup_steps}"
