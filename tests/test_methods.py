@@ -147,6 +147,9 @@ def test_predictor_keeps_a_constant_lr_while_the_rest_follows_the_schedule(tmp_p
         ("mlvgm_byol", "++method_kwargs.static_pred_lr=maybe", "static_pred_lr must be true or false"),
         ("mlvgm_byol", "++method_kwargs.static_pred_lr=0", "static_pred_lr must be true or false"),
         ("mlvgm_simclr", "++method_kwargs.static_pred_lr=true", "no method_kwargs \\['static_pred_lr'\\]"),
+        ("mlvgm_simclr", "++method_kwargs.pred_lr_scale=10", "no method_kwargs \\['pred_lr_scale'\\]"),
+        ("mlvgm_simsiam", "++method_kwargs.pred_lr_scale=0", "pred_lr_scale must be > 0"),
+        ("mlvgm_byol", "++method_kwargs.pred_lr_scale=fast", "pred_lr_scale must be a number"),
     ],
 )
 def test_static_pred_lr_is_a_flag_of_byol_only(tmp_path, config, override, message):
@@ -161,6 +164,34 @@ def test_byols_predictor_follows_the_schedule_without_static_pred_lr(tmp_path):
     )
     job.trainer.fit(job.method, datamodule=job.data)
     assert not any(g.get("static_lr") for g in job.trainer.optimizers[0].param_groups)
+
+
+@pytest.mark.parametrize(
+    "config, overrides, static",
+    [
+        ("mlvgm_simsiam", [], True),
+        ("mlvgm_byol", ["++method_kwargs.static_pred_lr=true"], True),
+        ("mlvgm_byol", ["++method_kwargs.static_pred_lr=false"], False),
+    ],
+)
+def test_the_predictor_learns_at_pred_lr_scale_times_the_rate(tmp_path, config, overrides, static):
+    """Tian et al. (2021): a predictor that learns faster than the rest keeps the features from shrinking
+    onto a few directions; its rate is ``pred_lr_scale`` x the configured one, constant or scheduled."""
+    job = build_pretraining(
+        compose_cfg(config, [*TINY, *overrides, "++method_kwargs.pred_lr_scale=10"]), tmp_path
+    )
+    job.trainer.fit(job.method, datamodule=job.data)
+    groups = job.trainer.optimizers[0].param_groups
+    predictor = {id(p) for p in job.method.predictor.parameters()}
+    classifier = {id(p) for p in job.method.classifier.parameters()}  # the online probe: its own lr
+    groups = [g for g in groups if not any(id(p) in classifier for p in g["params"])]
+    fast = [g for g in groups if all(id(p) in predictor for p in g["params"])]
+    rest = [g for g in groups if not any(id(p) in predictor for p in g["params"])]
+    assert fast and rest and len(fast) + len(rest) == len(groups)
+    base = {g["initial_lr"] for g in rest}
+    assert len(base) == 1 and {g["initial_lr"] for g in fast} == {10 * base.pop()}
+    assert all(g["lr"] == g["initial_lr"] for g in fast) is static
+    assert all(g["lr"] != g["initial_lr"] for g in rest)
 
 
 def test_a_checkpoint_to_resume_from_is_checked_before_the_run(tmp_path):

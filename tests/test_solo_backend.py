@@ -264,6 +264,21 @@ def test_byols_static_predictor_lr_is_honoured_by_solo_learns_byol(tmp_path, sta
     assert not any(g.get("static_lr") for name, g in groups.items() if name != "predictor")
 
 
+@pytest.mark.parametrize(("config", "static"), [("mlvgm_simsiam", True), ("mlvgm_byol", False)])
+def test_pred_lr_scale_is_honoured_by_solo_learns_methods(tmp_path, config, static):
+    """The predictor's rate is pred_lr_scale x the rest's, also where solo-learn holds it constant."""
+    overrides = [*SOLO, "++method_kwargs.pred_lr_scale=10"]
+    if config == "mlvgm_byol":
+        overrides.append("++method_kwargs.static_pred_lr=false")
+    job = build_pretraining(compose_cfg(config, overrides), tmp_path)
+    job.trainer.fit(job.method, datamodule=job.data)
+    groups = {g["name"]: g for g in job.trainer.optimizers[0].param_groups}
+    base = groups["backbone"]["initial_lr"]
+    assert groups["predictor"]["initial_lr"] == pytest.approx(10 * base)
+    assert (groups["predictor"]["lr"] == pytest.approx(10 * base)) is static
+    assert groups["backbone"]["lr"] != pytest.approx(base)
+
+
 @pytest.mark.parametrize(
     "config, override, message",
     [
@@ -278,6 +293,7 @@ def test_byols_static_predictor_lr_is_honoured_by_solo_learns_byol(tmp_path, sta
             "static_pred_lr applies to byol, not to simclr",
         ),
         ("mlvgm_byol", "++method_kwargs.static_pred_lr=maybe", "static_pred_lr must be true or false"),
+        ("mlvgm_simclr", "++method_kwargs.pred_lr_scale=10", "pred_lr_scale applies to simsiam and byol"),
     ],
 )
 def test_static_pred_lr_is_refused_where_solo_learn_cannot_honour_it(tmp_path, config, override, message):

@@ -42,7 +42,7 @@ import logging
 import traceback
 import warnings
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -207,16 +207,43 @@ class _OurData(_SoloBase):
         if dictionary:
             super().log_dict(dictionary, *args, **kwargs)
 
-    honours_static_pred_lr = True  # our configs' BYOL key (checked in solo_pretrain_cfg)
+    honours_predictor_keys = (
+        True  # our configs' static_pred_lr and pred_lr_scale (checked in solo_pretrain_cfg)
+    )
+
+    @property
+    def pred_lr_scale(self) -> float:
+        return float(self.cfg.method_kwargs.get("pred_lr_scale", 1.0)) if self.honours_predictor_keys else 1.0
 
     @property
     def learnable_params(self) -> list[dict]:
         params = super().learnable_params
-        if self.honours_static_pred_lr and self.cfg.method_kwargs.get("static_pred_lr", False):
-            for group in params:
-                if group.get("name") == "predictor":
+        static = self.honours_predictor_keys and self.cfg.method_kwargs.get("static_pred_lr", False)
+        for group in params:
+            if group.get("name") == "predictor":
+                if static:
                     group["static_lr"] = True
+                if self.pred_lr_scale != 1.0:
+                    group["lr"] = self.lr * self.pred_lr_scale
         return params
+
+    def configure_optimizers(self) -> Any:
+        result = super().configure_optimizers()
+        if self.pred_lr_scale != 1.0 and isinstance(result, tuple | list):
+            # solo-learn holds a static-lr group at its base lr: a scaled predictor's is its own
+            (optimizer,), (scheduler,) = result
+            held = scheduler["scheduler"] if isinstance(scheduler, dict) else scheduler
+            if isinstance(held.get_lr, partial) and "lrs_to_replace" in held.get_lr.keywords:
+                keywords = held.get_lr.keywords
+                held.get_lr = partial(
+                    held.get_lr.func,
+                    get_lr=keywords["get_lr"],
+                    param_group_indexes=keywords["param_group_indexes"],
+                    lrs_to_replace=[
+                        optimizer.param_groups[i]["initial_lr"] for i in keywords["param_group_indexes"]
+                    ],
+                )
+        return result
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # A static-lr predictor (SimSiam's; BYOL's with static_pred_lr) wraps the scheduler's get_lr in a
@@ -380,6 +407,8 @@ def solo_pretrain_cfg(
             f"method_kwargs.static_pred_lr applies to byol, not to {method} (SimSiam's predictor lr "
             "is always constant)"
         )
+    if "pred_lr_scale" in kw and method not in ("simsiam", "byol"):  # ours, honoured by _OurData
+        raise ConfigError(f"method_kwargs.pred_lr_scale applies to simsiam and byol, not to {method}")
     given_kw = set(kw)
     if method in OUR_METHODS:  # the lightly backend's defaults: the same heads on both backends
         defaults = getattr(OUR_METHODS[method], "defaults", {})
@@ -588,7 +617,7 @@ class _FileData(_OurData):
     solo-learn lacks, such as ``convnet6``)."""
 
     _BACKBONES = BaseMethod._BACKBONES
-    honours_static_pred_lr = False  # not a solo-learn key: its files' method_kwargs are solo-learn's
+    honours_predictor_keys = False  # not solo-learn keys: its files' method_kwargs are solo-learn's
 
 
 @cache

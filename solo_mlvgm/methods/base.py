@@ -88,6 +88,10 @@ class SSLMethod(pl.LightningModule):
         """Trainable modules whose learning rate the scheduler leaves constant (SimSiam's predictor)."""
         yield from ()
 
+    def lr_scaled_modules(self) -> Iterator[tuple[nn.Module, float]]:
+        """(module, factor): trainable modules that learn at factor x the configured rate (a predictor)."""
+        yield from ()
+
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
 
@@ -138,11 +142,14 @@ class SSLMethod(pl.LightningModule):
         lr, classifier_lr = float(opt.lr) * scale, float(opt.classifier_lr) * scale
         exclude, kwargs = _split_kwargs(opt)
         static = {id(p) for m in self.static_lr_modules() for p in m.parameters()}
+        factor = {id(p): float(f) for m, f in self.lr_scaled_modules() for p in m.parameters()}
         params = [p for m in self.trainable_modules() for p in m.parameters() if p.requires_grad]
-        groups = _decay_groups([p for p in params if id(p) not in static], exclude)
-        groups += [
-            {**g, "static_lr": True} for g in _decay_groups([p for p in params if id(p) in static], exclude)
-        ]
+        groups = []
+        for key in sorted({(id(p) in static, factor.get(id(p), 1.0)) for p in params}):
+            is_static, f = key
+            extra = ({"static_lr": True} if is_static else {}) | ({"lr": lr * f} if f != 1.0 else {})
+            chosen = [p for p in params if (id(p) in static, factor.get(id(p), 1.0)) == key]
+            groups += [{**g, **extra} for g in _decay_groups(chosen, exclude)]
         if self.classifier is not None:
             groups.append(
                 {

@@ -26,6 +26,7 @@ class BYOL(SSLMethod):
         "base_tau": 0.99,
         "final_tau": 1.0,
         "static_pred_lr": False,
+        "pred_lr_scale": 1.0,
     }
 
     def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
@@ -45,6 +46,9 @@ class BYOL(SSLMethod):
     def static_lr_modules(self) -> Iterator[nn.Module]:
         if self.cfg.method_kwargs.static_pred_lr:  # as SimSiam's: the predictor keeps adapting to the
             yield self.predictor  # target to the end (README, "The three methods")
+
+    def lr_scaled_modules(self) -> Iterator[tuple[nn.Module, float]]:
+        yield self.predictor, self.cfg.method_kwargs.pred_lr_scale  # README, "The three methods"
 
     def ssl_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
         kw = self.cfg.method_kwargs

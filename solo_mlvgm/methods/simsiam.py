@@ -20,6 +20,7 @@ class SimSiam(SSLMethod):
         "proj_hidden_dim": 2048,
         "proj_output_dim": 2048,
         "pred_hidden_dim": 512,
+        "pred_lr_scale": 1.0,
     }
 
     def __init__(self, cfg: DictConfig, num_classes: int = 0) -> None:
@@ -34,6 +35,9 @@ class SimSiam(SSLMethod):
 
     def static_lr_modules(self) -> Iterator[nn.Module]:
         yield self.predictor  # the paper's (and solo-learn's) fixed predictor lr: it must keep adapting
+
+    def lr_scaled_modules(self) -> Iterator[tuple[nn.Module, float]]:
+        yield self.predictor, self.cfg.method_kwargs.pred_lr_scale  # README, "The three methods"
 
     def ssl_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
         f0, f1 = self.backbone(views[0]), self.backbone(views[1])
