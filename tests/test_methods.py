@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import lightning.pytorch as pl
 import pytest
@@ -11,6 +12,7 @@ import torch
 from solo_mlvgm.entry.pretrain import build_pretraining
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.methods import PRETRAINING_METHODS, build_backbone
+from solo_mlvgm.methods.base import OPTIMISER_RECORD
 
 from .conftest import TINY as _TINY
 from .conftest import TINY_RUN as _TINY_RUN
@@ -149,10 +151,14 @@ def test_predictor_keeps_a_constant_lr_while_the_rest_follows_the_schedule(tmp_p
         ("mlvgm_simclr", "++method_kwargs.static_pred_lr=true", "no method_kwargs \\['static_pred_lr'\\]"),
         ("mlvgm_simclr", "++method_kwargs.pred_lr_scale=10", "no method_kwargs \\['pred_lr_scale'\\]"),
         ("mlvgm_simsiam", "++method_kwargs.pred_lr_scale=0", "pred_lr_scale must be > 0"),
+        ("mlvgm_simsiam", "++method_kwargs.pred_lr_scale=nan", "pred_lr_scale must be > 0 and finite"),
+        ("mlvgm_byol", "++method_kwargs.pred_lr_scale=inf", "pred_lr_scale must be > 0 and finite"),
         ("mlvgm_byol", "++method_kwargs.pred_lr_scale=fast", "pred_lr_scale must be a number"),
     ],
 )
-def test_static_pred_lr_is_a_flag_of_byol_only(tmp_path, config, override, message):
+def test_predictor_settings_are_refused_where_they_do_not_apply_or_are_out_of_range(
+    tmp_path, config, override, message
+):
     with pytest.raises(ConfigError, match=message):
         build_pretraining(compose_cfg(config, [*TINY, override]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
@@ -238,6 +244,31 @@ def test_resuming_a_run_that_reached_max_epochs_is_refused(tmp_path):
         "mlvgm_simclr", [*TINY, "max_epochs=2", "max_steps=6", f"resume_from_checkpoint={checkpoint}"]
     )
     build_pretraining(more, tmp_path / "third")  # more steps to go: accepted
+
+
+def test_resuming_with_other_optimiser_settings_is_refused(tmp_path):
+    """The optimiser's state (rates, weight decay) comes back from the checkpoint: a changed setting would
+    not apply, so it is refused; older checkpoints without the record are read from their config."""
+    job = build_pretraining(compose_cfg("mlvgm_simsiam", TINY), tmp_path / "first")
+    job.trainer.fit(job.method, datamodule=job.data)
+    checkpoint = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    more = [*TINY, "max_epochs=2", "max_steps=6", f"resume_from_checkpoint={checkpoint}"]
+    for change, detail in [
+        ("method_kwargs.pred_lr_scale=5", "method_kwargs.pred_lr_scale 10.0 -> 5.0"),
+        ("optimizer.weight_decay=1e-4", "optimizer.weight_decay 0.001 -> 0.0001"),
+    ]:
+        with pytest.raises(ConfigError, match=f"other optimiser settings \\({re.escape(detail)}\\)"):
+            build_pretraining(compose_cfg("mlvgm_simsiam", [*more, change]), tmp_path / "refused")
+        assert not (tmp_path / "refused").exists()
+    build_pretraining(compose_cfg("mlvgm_simsiam", more), tmp_path / "same")  # the same settings: accepted
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    del saved[OPTIMISER_RECORD]  # as written before the record existed
+    older = tmp_path / "older.ckpt"
+    torch.save(saved, older)
+    changed = [*TINY, "max_epochs=2", "max_steps=6", f"resume_from_checkpoint={older}", "optimizer.lr=0.1"]
+    with pytest.raises(ConfigError, match="optimizer.lr 0.5 -> 0.1"):
+        build_pretraining(compose_cfg("mlvgm_simsiam", changed), tmp_path / "refused")
 
 
 def test_a_solo_learn_lars_option_the_lightly_backend_lacks_is_refused_not_dropped(tmp_path):

@@ -230,12 +230,25 @@ def test_mi_quant_is_not_a_pretraining_method():
         ("monte_carlo.samples=1", "monte_carlo.samples"),
         ("method_kwargs.input_size=-8", "input_size must be > 0"),
         ("method_kwargs.walker_hidden_dim=0", "walker_hidden_dim must be > 0"),
-        ("method_kwargs.encoder_mode=frozen devices=2", "frozen runs on one device"),
+        ("method_kwargs.encoder_mode=frozen devices=2", "frozen runs in one process"),
     ],
 )
 def test_bad_quantification_configs_fail_before_any_work(tmp_path, override, message):
     cfg = compose_cfg("mi_quant", [*TINY_MI, *override.split()])
     with pytest.raises(ConfigError, match=message):
+        driver.run_quantification(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_frozen_mode_is_refused_whenever_the_trainer_would_start_several_processes(tmp_path, monkeypatch):
+    """devices=auto on a machine with several GPUs starts several processes, as devices=2 does."""
+
+    class TwoProcesses:
+        world_size = 2
+
+    monkeypatch.setattr(driver, "_build_trainer", lambda spec: TwoProcesses())
+    cfg = compose_cfg("mi_quant", [*TINY_MI, "method_kwargs.encoder_mode=frozen", "devices=auto"])
+    with pytest.raises(ConfigError, match="frozen runs in one process, but devices=auto gives 2"):
         driver.run_quantification(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

@@ -79,6 +79,23 @@ def test_our_config_builds_and_trains_solo_learns_method(tmp_path, method):
     assert ckpt["global_step"] == job.trainer.global_step
 
 
+def test_a_solo_run_resumed_with_other_optimiser_settings_is_refused(tmp_path):
+    job = build_pretraining(compose_cfg("mlvgm_simsiam", SOLO), tmp_path / "first")
+    job.trainer.fit(job.method, datamodule=job.data)
+    checkpoint = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    more = [*SOLO, "max_epochs=2", "max_steps=4", f"resume_from_checkpoint={checkpoint}"]
+    with pytest.raises(ConfigError, match="method_kwargs.pred_lr_scale 10.0 -> 5.0"):
+        build_pretraining(
+            compose_cfg("mlvgm_simsiam", [*more, "method_kwargs.pred_lr_scale=5"]), tmp_path / "x"
+        )
+    assert not (tmp_path / "x").exists()
+    resumed = build_pretraining(compose_cfg("mlvgm_simsiam", more), tmp_path / "same")
+    resumed.trainer.fit(resumed.method, datamodule=resumed.data, ckpt_path=str(checkpoint))
+    predictor = [g for g in resumed.trainer.optimizers[0].param_groups if g["name"] == "predictor"]
+    backbone = [g for g in resumed.trainer.optimizers[0].param_groups if g["name"] == "backbone"]
+    assert predictor[0]["lr"] == pytest.approx(10 * backbone[0]["initial_lr"])  # held at 10x after resuming
+
+
 def test_solo_learns_resnet_stays_solo_learns_and_evaluates(tmp_path, capsys):
     """Our run configs on the solo backend keep solo-learn's ResNet: its factory (kwargs reach torchvision),
     its CIFAR stem for small_image_stem, online and momentum backbone alike; main_linear.py rebuilds it."""
@@ -294,12 +311,28 @@ def test_pred_lr_scale_is_honoured_by_solo_learns_methods(tmp_path, config, stat
         ),
         ("mlvgm_byol", "++method_kwargs.static_pred_lr=maybe", "static_pred_lr must be true or false"),
         ("mlvgm_simclr", "++method_kwargs.pred_lr_scale=10", "pred_lr_scale applies to simsiam and byol"),
+        ("mlvgm_simsiam", "method_kwargs.pred_lr_scale=0", "pred_lr_scale must be > 0"),
+        ("mlvgm_byol", "method_kwargs.pred_lr_scale=-1", "pred_lr_scale must be > 0"),
+        ("mlvgm_byol", "method_kwargs.pred_lr_scale=nan", "pred_lr_scale must be > 0 and finite"),
     ],
 )
-def test_static_pred_lr_is_refused_where_solo_learn_cannot_honour_it(tmp_path, config, override, message):
+def test_predictor_settings_are_refused_where_solo_learn_cannot_honour_them(
+    tmp_path, config, override, message
+):
     with pytest.raises(ConfigError, match=message):
         build_pretraining(compose_cfg(config, [*SOLO, override]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_scaled_scheduled_predictor_without_warm_up_is_refused_on_solo(tmp_path):
+    """solo-learn's scheduler starts every group at one rate without a warm-up: the multiple would be lost."""
+    overrides = [*SOLO, "method_kwargs.static_pred_lr=false", "scheduler.warmup_epochs=0"]
+    with pytest.raises(ConfigError, match="needs scheduler.warmup_epochs > 0 on the solo backend"):
+        build_pretraining(compose_cfg("mlvgm_byol", overrides), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    build_pretraining(
+        compose_cfg("mlvgm_byol", [*overrides, "method_kwargs.pred_lr_scale=1"]), tmp_path / "ok"
+    )
 
 
 def test_byol_keeps_its_sgd_recipe_in_solo_learns_loss_scale_and_says_so(tmp_path, capsys):

@@ -68,7 +68,12 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
 from solo_mlvgm.methods.backbones import BACKBONES, build_backbone
-from solo_mlvgm.methods.base import check_method_kwargs_types
+from solo_mlvgm.methods.base import (
+    OPTIMISER_RECORD,
+    check_method_kwargs_types,
+    check_method_kwargs_values,
+    optimiser_record,
+)
 from solo_mlvgm.quantify.method import MIQuant
 from solo_mlvgm.settings import GeneratorSpec, LinearSpec, PretrainSpec, TrainerSpec
 from solo_mlvgm.trainer import make_trainer
@@ -250,6 +255,7 @@ class _OurData(_SoloBase):
         # functools.partial, which torch.load(weights_only=True) rejects; configure_optimizers rebuilds it.
         for state in checkpoint.get("lr_schedulers", []):
             state.pop("get_lr", None)
+        checkpoint[OPTIMISER_RECORD] = optimiser_record(self.cfg)
         super().on_save_checkpoint(checkpoint)
 
 
@@ -420,6 +426,18 @@ def solo_pretrain_cfg(
         check_method_kwargs_types(kw, defaults)
         for key, value in defaults.items():
             kw.setdefault(key, value)
+        check_method_kwargs_values(kw)
+    scheduled_predictor = method == "byol" and not kw.get("static_pred_lr", False)
+    if scheduled_predictor and float(kw.get("pred_lr_scale", 1.0)) != 1.0:
+        sched = s.get("scheduler") or {}
+        if sched.get("name") == "warmup_cosine" and float(sched.get("warmup_epochs", 0)) == 0:
+            # solo-learn's scheduler starts every group at one rate when there is no warm-up, and its
+            # cosine then carries on from there: the predictor's multiple would be lost
+            raise ConfigError(
+                "method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false) needs "
+                "scheduler.warmup_epochs > 0 on the solo backend (solo-learn's scheduler starts every "
+                "group at one rate without a warm-up): set a warm-up, static_pred_lr=true or backend=lightly"
+            )
     momentum = dict(s.get("momentum") or {})
     for key in ("base_tau", "final_tau"):  # ours in method_kwargs, solo's in the momentum block
         if key not in kw:

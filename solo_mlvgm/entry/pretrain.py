@@ -30,6 +30,7 @@ from solo_mlvgm.data.dali import DaliImageFolder, DaliImageFolderData
 from solo_mlvgm.data.real import ImageFolderData
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
+from solo_mlvgm.methods.base import OPTIMISER_RECORD, optimiser_record
 from solo_mlvgm.methods.collapse import CollapseMonitor
 from solo_mlvgm.runs import BACKBONE_FILE, point_latest, save_backbone, save_config, write_json
 from solo_mlvgm.settings import PretrainSpec, check_run_keys
@@ -195,12 +196,36 @@ def check_resume_checkpoint(path: Path, method: pl.LightningModule, spec: Pretra
         raise ConfigError(
             f"resume_from_checkpoint '{path}' was saved by another method or architecture ({detail})"
         )
+    check_same_optimiser(path, checkpoint, method)
     epochs_done = int(checkpoint.get("epoch", -1)) + 1  # Lightning records the epoch it finished
     steps_done = int(checkpoint.get("global_step", 0))
     if epochs_done >= spec.trainer.max_epochs or 0 < spec.trainer.max_steps <= steps_done:
         raise ConfigError(
             f"resume_from_checkpoint '{path}' already trained {epochs_done} epochs ({steps_done} steps): "
             "raise max_epochs (or max_steps) to continue it"
+        )
+
+
+def check_same_optimiser(path: Path, checkpoint: dict, method: pl.LightningModule) -> None:
+    """Lightning restores the optimiser's state from the checkpoint (learning rates, weight decay,
+    momentum): settings changed since would silently not apply, so they are refused. Checkpoints without
+    the record (older lightly ones carry their config; older solo-learn ones nothing) are read as well as
+    they allow."""
+    saved = checkpoint.get(OPTIMISER_RECORD)
+    if saved is None:
+        config = (checkpoint.get("hyper_parameters") or {}).get("cfg")
+        saved = optimiser_record(config) if isinstance(config, dict) else None
+    cfg = method.cfg  # both backends' methods keep their run config
+    if not isinstance(saved, dict) or not isinstance(cfg, DictConfig):
+        return
+    now = optimiser_record(cfg)
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        detail = ", ".join(f"{k} {saved.get(k)} -> {now.get(k)}" for k in differ[:4])
+        raise ConfigError(
+            f"resume_from_checkpoint '{path}' was trained with other optimiser settings ({detail}); a "
+            "resumed run continues the optimiser state saved in it, so they would not apply: resume with "
+            "the checkpoint's settings, or start a new run"
         )
 
 

@@ -200,8 +200,8 @@ def run_quantification(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     if cfg.method_kwargs.encoder_mode == "frozen" and trainer.world_size > 1:
         # the frozen encoder stops requiring gradients mid-run, which DDP does not allow
         raise ConfigError(
-            f"method_kwargs.encoder_mode=frozen runs on one device, but devices={spec.trainer.devices} "
-            f"gives {trainer.world_size}: set devices=1"
+            f"method_kwargs.encoder_mode=frozen runs in one process, but devices={spec.trainer.devices} "
+            f"gives {trainer.world_size}: set devices=1 (and one node)"
         )
     generator = spec.generator.build()
     levels = selected_levels(spec, generator)

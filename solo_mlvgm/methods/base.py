@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import lightning.pytorch as pl
 import torch
@@ -52,9 +52,7 @@ class SSLMethod(pl.LightningModule):
     def validate_cfg(cls, cfg: DictConfig) -> DictConfig:
         """Fill this method's ``method_kwargs`` defaults and check every value, before any training."""
         fill_method_kwargs(cfg, cls.defaults)
-        for key, value in cfg.method_kwargs.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-                raise ConfigError(f"method_kwargs.{key} must be > 0, got {value}")
+        check_method_kwargs_values(cfg.method_kwargs)
         opt = cfg.optimizer
         if opt.name not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer '{opt.name}'; known: {', '.join(OPTIMIZERS)}")
@@ -94,6 +92,9 @@ class SSLMethod(pl.LightningModule):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[OPTIMISER_RECORD] = optimiser_record(self.cfg)
 
     def training_step(self, batch: list, batch_idx: int) -> Tensor:
         _, views, targets = batch
@@ -185,6 +186,33 @@ def check_method_kwargs_types(given: Mapping[str, Any], defaults: Mapping[str, A
             raise ConfigError(f"method_kwargs.{key} must be a number, got '{value}'")
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"method_kwargs.{key} must be true or false, got '{value}'")
+
+
+OPTIMISER_RECORD = "solo_mlvgm_optimiser"  # checkpoint key: the settings a resumed run cannot change
+
+
+def optimiser_record(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The settings saved in a checkpoint's optimiser state (``optimizer.*`` and the predictor's lr
+    multiple), flattened: a resumed run restores that state, so new values there would not apply."""
+    if isinstance(cfg, DictConfig):
+        cfg = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+
+    def flat(prefix: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            return {k: v for key, sub in value.items() for k, v in flat(f"{prefix}.{key}", sub).items()}
+        return {prefix: value}
+
+    kw = cfg.get("method_kwargs") or {}
+    return flat("optimizer", dict(cfg.get("optimizer") or {})) | {
+        "method_kwargs.pred_lr_scale": float(kw.get("pred_lr_scale", 1.0))
+    }
+
+
+def check_method_kwargs_values(kw: Mapping[str, Any]) -> None:
+    """Every number among the method's settings (sizes, rates, tau) is finite and > 0."""
+    for key, value in kw.items():
+        if _is_number(value) and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"method_kwargs.{key} must be > 0 and finite, got {value}")
 
 
 def _is_number(value: Any) -> bool:
