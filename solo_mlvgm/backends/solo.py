@@ -212,9 +212,8 @@ class _OurData(_SoloBase):
         if dictionary:
             super().log_dict(dictionary, *args, **kwargs)
 
-    honours_predictor_keys = (
-        True  # our configs' static_pred_lr and pred_lr_scale (checked in solo_pretrain_cfg)
-    )
+    # our configs' static_pred_lr and pred_lr_scale, checked in solo_pretrain_cfg
+    honours_predictor_keys = True
 
     @property
     def pred_lr_scale(self) -> float:

@@ -145,11 +145,14 @@ class SSLMethod(pl.LightningModule):
         static = {id(p) for m in self.static_lr_modules() for p in m.parameters()}
         factor = {id(p): float(f) for m, f in self.lr_scaled_modules() for p in m.parameters()}
         params = [p for m in self.trainable_modules() for p in m.parameters() if p.requires_grad]
+
+        def kind(p: nn.Parameter) -> tuple[bool, float]:  # (constant lr, lr multiple): one group each
+            return id(p) in static, factor.get(id(p), 1.0)
+
         groups = []
-        for key in sorted({(id(p) in static, factor.get(id(p), 1.0)) for p in params}):
-            is_static, f = key
+        for is_static, f in sorted({kind(p) for p in params}):  # scheduled before static, as before
             extra = ({"static_lr": True} if is_static else {}) | ({"lr": lr * f} if f != 1.0 else {})
-            chosen = [p for p in params if (id(p) in static, factor.get(id(p), 1.0)) == key]
+            chosen = [p for p in params if kind(p) == (is_static, f)]
             groups += [{**g, **extra} for g in _decay_groups(chosen, exclude)]
         if self.classifier is not None:
             groups.append(
