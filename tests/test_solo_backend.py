@@ -331,8 +331,27 @@ def test_a_scaled_scheduled_predictor_without_warm_up_is_refused_on_solo(tmp_pat
         build_pretraining(compose_cfg("mlvgm_byol", overrides), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     build_pretraining(
-        compose_cfg("mlvgm_byol", [*overrides, "method_kwargs.pred_lr_scale=1"]), tmp_path / "ok"
+        compose_cfg(
+            "mlvgm_byol", [*overrides, "method_kwargs.pred_lr_scale=1", "optimizer.classifier_lr=0.5"]
+        ),
+        tmp_path / "ok",
     )
+
+
+def test_the_online_classifiers_own_lr_without_warm_up_is_refused_on_solo(tmp_path):
+    """Without a warm-up solo-learn runs the classifier at optimizer.lr: its classifier_lr would be lost."""
+    overrides = [*SOLO, "scheduler.warmup_epochs=0"]
+    with pytest.raises(
+        ConfigError, match=r"optimizer.classifier_lr \(0.01, .*needs scheduler.warmup_epochs > 0"
+    ):
+        build_pretraining(compose_cfg("mlvgm_simclr", overrides), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    # the same rate, or no online classifier: nothing to lose
+    build_pretraining(
+        compose_cfg("mlvgm_simclr", [*overrides, "optimizer.classifier_lr=${optimizer.lr}"]),
+        tmp_path / "same",
+    )
+    build_pretraining(compose_cfg("mlvgm_simclr", [*overrides, "data.num_classes=0"]), tmp_path / "none")
 
 
 def test_byol_keeps_its_sgd_recipe_in_solo_learns_loss_scale_and_says_so(tmp_path, capsys):

@@ -426,17 +426,7 @@ def solo_pretrain_cfg(
         for key, value in defaults.items():
             kw.setdefault(key, value)
         check_method_kwargs_values(kw)
-    scheduled_predictor = method == "byol" and not kw.get("static_pred_lr", False)
-    if scheduled_predictor and float(kw.get("pred_lr_scale", 1.0)) != 1.0:
-        sched = s.get("scheduler") or {}
-        if sched.get("name") == "warmup_cosine" and float(sched.get("warmup_epochs", 0)) == 0:
-            # solo-learn's scheduler starts every group at one rate when there is no warm-up, and its
-            # cosine then carries on from there: the predictor's multiple would be lost
-            raise ConfigError(
-                "method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false) needs "
-                "scheduler.warmup_epochs > 0 on the solo backend (solo-learn's scheduler starts every "
-                "group at one rate without a warm-up): set a warm-up, static_pred_lr=true or backend=lightly"
-            )
+    _check_own_rates_survive_the_scheduler(s, method, kw, no_labels)
     momentum = dict(s.get("momentum") or {})
     for key in ("base_tau", "final_tau"):  # ours in method_kwargs, solo's in the momentum block
         if key not in kw:
@@ -507,6 +497,35 @@ def solo_pretrain_cfg(
         float(s.optimizer.classifier_lr) * int(s.optimizer.batch_size) * len(s.devices) * s.num_nodes / 256
     )
     return s
+
+
+def _check_own_rates_survive_the_scheduler(s: DictConfig, method: str, kw: Any, no_labels: bool) -> None:
+    """Refuse a scheduled group with a rate of its own when solo-learn's scheduler would lose it.
+
+    Without a warm-up, solo-learn's ``warmup_cosine`` starts every group at ``optimizer.lr`` and its
+    chained cosine carries on from there, so a group's own rate would silently not apply: the online
+    classifier's ``classifier_lr`` and a scheduled predictor's ``pred_lr_scale`` (constant groups keep
+    theirs)."""
+    sched = s.get("scheduler") or {}
+    if sched.get("name") != "warmup_cosine" or float(sched.get("warmup_epochs", 0)) != 0:
+        return
+    settings, remedies = [], ["set a warm-up"]
+    scheduled_predictor = method == "byol" and not kw.get("static_pred_lr", False)
+    if scheduled_predictor and float(kw.get("pred_lr_scale", 1.0)) != 1.0:
+        settings.append("method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false)")
+        remedies.append("static_pred_lr=true")
+    optimizer = s.get("optimizer") or {}
+    if not no_labels and float(optimizer.get("classifier_lr", 0)) != float(optimizer.get("lr", 0)):
+        settings.append(
+            f"optimizer.classifier_lr ({optimizer.get('classifier_lr')}, the online classifier's)"
+        )
+        remedies.append("classifier_lr equal to lr")
+    if settings:
+        raise ConfigError(
+            f"{' and '.join(settings)} needs scheduler.warmup_epochs > 0 on the solo backend "
+            "(without a warm-up, solo-learn's scheduler runs every scheduled group at optimizer.lr): "
+            f"{', '.join(remedies)} or backend=lightly"
+        )
 
 
 def _check_optimizer(s: DictConfig) -> None:
