@@ -300,7 +300,7 @@ def test_tiny_comparison_end_to_end_then_resumes(tmp_path, hydra_configs):
         "rows.single_random=null",
         "rows.real.export=64",
         'common=["optimizer.batch_size=16","++data.epoch_size=64","max_epochs=1",'
-        '"scheduler.warmup_epochs=0","log_every_n_steps=1"]',
+        '"scheduler.warmup_epochs=0.5","log_every_n_steps=1"]',
         "linear.data.n_train=200",
         "linear.data.n_test=100",
         "linear.probe.epochs=2",
