@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -62,6 +62,7 @@ def _parses_or_refuses_in_one_line(spec_class, base: str, key: str, value: objec
 @pytest.mark.parametrize("key", PRETRAIN_KEYS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=VALUES)
+@example(value="0\x1f")  # whitespace to str.isspace(), not to int(): once a traceback
 def test_pretrain_settings_parse_or_refuse_in_one_line(key, value):
     _parses_or_refuses_in_one_line(PretrainSpec, "mlvgm_simclr", key, value)
 
@@ -69,6 +70,7 @@ def test_pretrain_settings_parse_or_refuse_in_one_line(key, value):
 @pytest.mark.parametrize("key", QUANTIFY_KEYS)
 @settings(max_examples=25, deadline=None)
 @given(value=VALUES)
+@example(value="0\x1f")  # whitespace to str.isspace(), not to int(): once a traceback
 def test_quantify_settings_parse_or_refuse_in_one_line(key, value):
     _parses_or_refuses_in_one_line(QuantifySpec, "mi_quant", key, value)
 
@@ -76,5 +78,6 @@ def test_quantify_settings_parse_or_refuse_in_one_line(key, value):
 @pytest.mark.parametrize("key", LINEAR_KEYS)
 @settings(max_examples=25, deadline=None)
 @given(value=VALUES)
+@example(value="0\x1f")  # whitespace to str.isspace(), not to int(): once a traceback
 def test_linear_settings_parse_or_refuse_in_one_line(key, value):
     _parses_or_refuses_in_one_line(LinearSpec, "linear", key, value)

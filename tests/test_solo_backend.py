@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -326,32 +327,67 @@ def test_predictor_settings_are_refused_where_solo_learn_cannot_honour_them(
 
 def test_a_scaled_scheduled_predictor_without_warm_up_is_refused_on_solo(tmp_path):
     """solo-learn's scheduler starts every group at one rate without a warm-up: the multiple would be lost."""
-    overrides = [*SOLO, "method_kwargs.static_pred_lr=false", "scheduler.warmup_epochs=0"]
-    with pytest.raises(ConfigError, match="needs scheduler.warmup_epochs > 0 on the solo backend"):
+    # the classifier at the scheduled lr (BYOL's SGD lr / 4 on solo-learn), so only the predictor is at stake
+    overrides = [
+        *SOLO,
+        "method_kwargs.static_pred_lr=false",
+        "scheduler.warmup_epochs=0",
+        "optimizer.classifier_lr=0.125",
+    ]
+    with pytest.raises(
+        ConfigError, match=r"^method_kwargs.pred_lr_scale with a scheduled predictor .*static_pred_lr=true"
+    ):
         build_pretraining(compose_cfg("mlvgm_byol", overrides), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     build_pretraining(
-        compose_cfg(
-            "mlvgm_byol", [*overrides, "method_kwargs.pred_lr_scale=1", "optimizer.classifier_lr=0.5"]
+        compose_cfg("mlvgm_byol", [*overrides, "method_kwargs.pred_lr_scale=1"]), tmp_path / "ok"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "more", "message"),
+    [
+        ("mlvgm_simclr", [], "optimizer.classifier_lr 0.01 .*: set a warm-up, classifier_lr=0.002"),
+        # compared with the lr solo-learn runs: BYOL's SGD lr / 4 (its predictor unscaled, not at stake)
+        (
+            "mlvgm_byol",
+            ["optimizer.classifier_lr=0.5", "method_kwargs.pred_lr_scale=1"],
+            "optimizer.classifier_lr 0.5 .*: set a warm-up, classifier_lr=0.125",
         ),
-        tmp_path / "ok",
-    )
-
-
-def test_the_online_classifiers_own_lr_without_warm_up_is_refused_on_solo(tmp_path):
+    ],
+)
+def test_the_online_classifiers_own_lr_without_warm_up_is_refused_on_solo(tmp_path, config, more, message):
     """Without a warm-up solo-learn runs the classifier at optimizer.lr: its classifier_lr would be lost."""
-    overrides = [*SOLO, "scheduler.warmup_epochs=0"]
-    with pytest.raises(
-        ConfigError, match=r"optimizer.classifier_lr \(0.01, .*needs scheduler.warmup_epochs > 0"
-    ):
-        build_pretraining(compose_cfg("mlvgm_simclr", overrides), tmp_path / "run")
+    overrides = [*SOLO, "scheduler.warmup_epochs=0", *more]
+    with pytest.raises(ConfigError, match=message):
+        build_pretraining(compose_cfg(config, overrides), tmp_path / "run")
     assert not (tmp_path / "run").exists()
-    # the same rate, or no online classifier: nothing to lose
-    build_pretraining(
-        compose_cfg("mlvgm_simclr", [*overrides, "optimizer.classifier_lr=${optimizer.lr}"]),
-        tmp_path / "same",
+    # no online classifier: nothing to lose
+    build_pretraining(compose_cfg(config, [*overrides, "data.num_classes=0"]), tmp_path / "none")
+
+
+def test_a_warm_up_under_one_step_is_refused_on_solo(tmp_path):
+    """Under one step, solo-learn's warmup_cosine holds every group at warmup_start_lr for the whole run."""
+    # TINY: 64 images of batch 16 per epoch, one epoch; SOLO stops after 2 steps
+    with pytest.raises(
+        ConfigError, match=r"warmup_epochs=0.25 is 0.5 optimiser steps of this run, under one"
+    ):
+        build_pretraining(
+            compose_cfg("mlvgm_simclr", [*SOLO, "scheduler.warmup_epochs=0.25"]), tmp_path / "run"
+        )
+    assert not (tmp_path / "run").exists()
+    job = build_pretraining(
+        compose_cfg("mlvgm_simclr", [*SOLO, "scheduler.warmup_epochs=0.5"]), tmp_path / "ok"
     )
-    build_pretraining(compose_cfg("mlvgm_simclr", [*overrides, "data.num_classes=0"]), tmp_path / "none")
+    rates = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    job.trainer.callbacks.append(Record())
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert rates[1] == pytest.approx(job.trainer.optimizers[0].param_groups[0]["initial_lr"])  # warmed up
 
 
 def test_byol_keeps_its_sgd_recipe_in_solo_learns_loss_scale_and_says_so(tmp_path, capsys):

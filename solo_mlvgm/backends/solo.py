@@ -376,6 +376,7 @@ def _optimizer_block(cfg: DictConfig) -> None:
 # negative cosine, averaged over the two): with SGD, a quarter of the lr and 4x the weight decay make
 # the same updates (seed 0 of mlvgm_byol: 92.82 on solo-learn with these, 43.22 without, 93.06 ours).
 BYOL_LOSS_SCALE = 4.0
+SOLO_WARMUP_EPOCHS = 10.0  # solo-learn's parse_cfg default for scheduler.warmup_epochs
 
 
 def _same_byol_recipe(optimizer: DictConfig) -> None:
@@ -426,7 +427,6 @@ def solo_pretrain_cfg(
         for key, value in defaults.items():
             kw.setdefault(key, value)
         check_method_kwargs_values(kw)
-    _check_own_rates_survive_the_scheduler(s, method, kw, no_labels)
     momentum = dict(s.get("momentum") or {})
     for key in ("base_tau", "final_tau"):  # ours in method_kwargs, solo's in the momentum block
         if key not in kw:
@@ -471,6 +471,7 @@ def solo_pretrain_cfg(
             raise ConfigError(f"optimizer.{key} must be > 0, got {s.optimizer[key]}")
     if method == "byol" and s.optimizer.name == "sgd":
         _same_byol_recipe(s.optimizer)
+    _check_the_scheduler_keeps_the_rates(s, spec, method, no_labels, int(num_devices) * int(num_nodes))
     knn = dict(s.get("knn_eval") or {})
     if knn.get("enabled"):
         print("note: knn_eval needs a labelled validation set, which these runs do not have: switched off")
@@ -499,33 +500,56 @@ def solo_pretrain_cfg(
     return s
 
 
-def _check_own_rates_survive_the_scheduler(s: DictConfig, method: str, kw: Any, no_labels: bool) -> None:
-    """Refuse a scheduled group with a rate of its own when solo-learn's scheduler would lose it.
+def _check_the_scheduler_keeps_the_rates(
+    s: DictConfig, spec: PretrainSpec, method: str, no_labels: bool, world: int
+) -> None:
+    """Refuse what solo-learn's ``warmup_cosine`` would silently not apply.
 
-    Without a warm-up, solo-learn's ``warmup_cosine`` starts every group at ``optimizer.lr`` and its
-    chained cosine carries on from there, so a group's own rate would silently not apply: the online
-    classifier's ``classifier_lr`` and a scheduled predictor's ``pred_lr_scale`` (constant groups keep
-    theirs)."""
+    Its warm-up lasts ``warmup_epochs x`` steps per epoch. Under one step (but above 0), step 0 sets every
+    group to ``warmup_start_lr`` and the chained cosine carries on from there: the whole run trains at
+    that rate. At 0, every group starts at ``optimizer.lr`` and carries on from it, so a group's own rate
+    is lost: the online classifier's ``classifier_lr`` and a scheduled predictor's ``pred_lr_scale``
+    (constant groups keep theirs)."""
     sched = s.get("scheduler") or {}
-    if sched.get("name") != "warmup_cosine" or float(sched.get("warmup_epochs", 0)) != 0:
+    if sched.get("name") != "warmup_cosine":
         return
+    warmup = float(sched.get("warmup_epochs", SOLO_WARMUP_EPOCHS))
+    total = _optimiser_steps(spec, world)
+    steps = warmup * total / spec.trainer.max_epochs if total else 0.0
+    if total is not None and total > 1 and 0 < steps < 1:  # one step in all: step 0 is the warm-up's
+        raise ConfigError(
+            f"scheduler.warmup_epochs={warmup:g} is {steps:.3g} optimiser steps of this run, under one: "
+            "solo-learn's warmup_cosine then holds every group at scheduler.warmup_start_lr for the whole "
+            "run; set a warm-up of at least one step, scheduler.warmup_epochs=0, or backend=lightly"
+        )
+    if warmup != 0:
+        return
+    kw = s.get("method_kwargs") or {}
+    lr = float(s.optimizer.lr)
     settings, remedies = [], ["set a warm-up"]
-    scheduled_predictor = method == "byol" and not kw.get("static_pred_lr", False)
-    if scheduled_predictor and float(kw.get("pred_lr_scale", 1.0)) != 1.0:
+    if method == "byol" and not kw.get("static_pred_lr", False) and float(kw.get("pred_lr_scale", 1)) != 1:
         settings.append("method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false)")
         remedies.append("static_pred_lr=true")
-    optimizer = s.get("optimizer") or {}
-    if not no_labels and float(optimizer.get("classifier_lr", 0)) != float(optimizer.get("lr", 0)):
-        settings.append(
-            f"optimizer.classifier_lr ({optimizer.get('classifier_lr')}, the online classifier's)"
-        )
-        remedies.append("classifier_lr equal to lr")
+    if not no_labels and float(s.optimizer.classifier_lr) != lr:
+        settings.append(f"optimizer.classifier_lr {s.optimizer.classifier_lr:g} (the online classifier's)")
+        remedies.append(f"classifier_lr={lr:g}")
     if settings:
         raise ConfigError(
             f"{' and '.join(settings)} needs scheduler.warmup_epochs > 0 on the solo backend "
-            "(without a warm-up, solo-learn's scheduler runs every scheduled group at optimizer.lr): "
+            f"(without a warm-up, solo-learn's scheduler runs every scheduled group at optimizer.lr {lr:g}): "
             f"{', '.join(remedies)} or backend=lightly"
         )
+
+
+def _optimiser_steps(spec: PretrainSpec, world: int) -> int | None:
+    """The run's optimiser steps as Lightning estimates them for solo-learn's scheduler (an upper bound
+    where only ``max_steps`` bounds the run), None where the data's length is not known yet."""
+    total: int | None = None
+    if spec.data.source == "continuous":  # an epoch is epoch_size images over all ranks
+        total = spec.trainer.max_epochs * (spec.data.epoch_size // (spec.batch_size * world))
+    if spec.trainer.max_steps > 0:
+        total = spec.trainer.max_steps if total is None else min(total, spec.trainer.max_steps)
+    return total
 
 
 def _check_optimizer(s: DictConfig) -> None:
