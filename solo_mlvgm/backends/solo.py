@@ -469,9 +469,11 @@ def solo_pretrain_cfg(
     for key in ("lr", "classifier_lr", "batch_size"):
         if not float(s.optimizer[key]) > 0:
             raise ConfigError(f"optimizer.{key} must be > 0, got {s.optimizer[key]}")
-    if method == "byol" and s.optimizer.name == "sgd":
+    byol_sgd = method == "byol" and s.optimizer.name == "sgd"
+    run_lr = float(s.optimizer.lr) / (BYOL_LOSS_SCALE if byol_sgd else 1.0)  # the lr solo-learn runs
+    _check_the_scheduler_keeps_the_rates(s, spec, run_lr, no_labels, int(num_devices) * int(num_nodes))
+    if byol_sgd:
         _same_byol_recipe(s.optimizer)
-    _check_the_scheduler_keeps_the_rates(s, spec, method, no_labels, int(num_devices) * int(num_nodes))
     knn = dict(s.get("knn_eval") or {})
     if knn.get("enabled"):
         print("note: knn_eval needs a labelled validation set, which these runs do not have: switched off")
@@ -501,7 +503,7 @@ def solo_pretrain_cfg(
 
 
 def _check_the_scheduler_keeps_the_rates(
-    s: DictConfig, spec: PretrainSpec, method: str, no_labels: bool, world: int
+    s: DictConfig, spec: PretrainSpec, lr: float, no_labels: bool, world: int
 ) -> None:
     """Refuse what solo-learn's ``warmup_cosine`` would silently not apply.
 
@@ -525,9 +527,12 @@ def _check_the_scheduler_keeps_the_rates(
     if warmup != 0:
         return
     kw = s.get("method_kwargs") or {}
-    lr = float(s.optimizer.lr)
     settings, remedies = [], ["set a warm-up"]
-    if method == "byol" and not kw.get("static_pred_lr", False) and float(kw.get("pred_lr_scale", 1)) != 1:
+    if (
+        spec.method == "byol"
+        and not kw.get("static_pred_lr", False)
+        and float(kw.get("pred_lr_scale", 1)) != 1
+    ):
         settings.append("method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false)")
         remedies.append("static_pred_lr=true")
     if not no_labels and float(s.optimizer.classifier_lr) != lr:
@@ -536,7 +541,7 @@ def _check_the_scheduler_keeps_the_rates(
     if settings:
         raise ConfigError(
             f"{' and '.join(settings)} needs scheduler.warmup_epochs > 0 on the solo backend "
-            f"(without a warm-up, solo-learn's scheduler runs every scheduled group at optimizer.lr {lr:g}): "
+            f"(without a warm-up, solo-learn's scheduler runs every scheduled group at the run's lr, {lr:g}): "
             f"{', '.join(remedies)} or backend=lightly"
         )
 
