@@ -15,7 +15,9 @@ def integer(value: Any, key: str, minimum: int | None = None) -> int:
         out = value
     elif isinstance(value, float) and value.is_integer():
         out = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value, re.ASCII):  # as int() reads it
+    elif isinstance(value, str) and re.fullmatch(
+        r"\s*-?\d+\s*", value, re.ASCII
+    ):  # ASCII only, all of which int() reads
         out = int(value)
     else:
         raise ConfigError(f"{key} must be an integer, got {value!r}")

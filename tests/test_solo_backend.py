@@ -366,6 +366,28 @@ def test_the_online_classifiers_own_lr_without_warm_up_is_refused_on_solo(tmp_pa
     build_pretraining(compose_cfg(config, [*overrides, "data.num_classes=0"]), tmp_path / "none")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["max_steps=-1", "scheduler.warmup_epochs=0.25", "+accumulate_grad_batches=2"],
+            "is 0.5 optimiser steps",
+        ),
+        (
+            ["max_steps=3", "scheduler.warmup_epochs=0.5"],
+            "is 1.5 optimiser steps of this run, not a whole number",
+        ),
+        (["scheduler.warmup_epochs=-1"], "scheduler.warmup_epochs must be >= 0"),
+    ],
+)
+def test_warm_ups_solo_learn_would_not_run_as_set_are_refused(tmp_path, overrides, message):
+    """A warm-up of W steps, W not whole, never lands on the set rates (1.5 steps: 2x); accumulated batches
+    count as one step; a negative warm-up is no warm-up to solo-learn."""
+    with pytest.raises(ConfigError, match=message):
+        build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, *overrides]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_warm_up_under_one_step_is_refused_on_solo(tmp_path):
     """Under one step, solo-learn's warmup_cosine holds every group at warmup_start_lr for the whole run."""
     # TINY: 64 images of batch 16 per epoch, one epoch; SOLO stops after 2 steps

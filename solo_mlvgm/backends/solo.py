@@ -39,6 +39,7 @@ import importlib.metadata
 import inspect
 import json
 import logging
+import math
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -64,6 +65,7 @@ with warnings.catch_warnings():  # solo-learn's imports warn about deprecated to
 
 from solo_mlvgm.backends import Splits
 from solo_mlvgm.backends.solo_config import SoloFileRun, block_enabled
+from solo_mlvgm.checks import number
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
@@ -515,7 +517,7 @@ def _check_the_scheduler_keeps_the_rates(
     sched = s.get("scheduler") or {}
     if sched.get("name") != "warmup_cosine":
         return
-    warmup = float(sched.get("warmup_epochs", SOLO_WARMUP_EPOCHS))
+    warmup = number(sched.get("warmup_epochs", SOLO_WARMUP_EPOCHS), "scheduler.warmup_epochs", 0.0)
     total = _optimiser_steps(spec, world)
     steps = warmup * total / spec.trainer.max_epochs if total else 0.0
     if total is not None and total > 1 and 0 < steps < 1:  # one step in all: step 0 is the warm-up's
@@ -523,6 +525,14 @@ def _check_the_scheduler_keeps_the_rates(
             f"scheduler.warmup_epochs={warmup:g} is {steps:.3g} optimiser steps of this run, under one: "
             "solo-learn's warmup_cosine then holds every group at scheduler.warmup_start_lr for the whole "
             "run; set a warm-up of at least one step, scheduler.warmup_epochs=0, or backend=lightly"
+        )
+    # a warm-up of W steps, W not whole, never lands on W: the rates end (ceil(W) - 1) / (W - 1) too high
+    overshoot = (math.ceil(steps) - 1) / (steps - 1) if steps > 1 else 1.0
+    if overshoot > 1.05:
+        raise ConfigError(
+            f"scheduler.warmup_epochs={warmup:g} is {steps:.3g} optimiser steps of this run, not a whole "
+            f"number: solo-learn's warmup_cosine then ends its warm-up at {overshoot:.2g}x every set rate; "
+            "make it a whole number of steps, or backend=lightly"
         )
     if warmup != 0:
         return
@@ -536,7 +546,9 @@ def _check_the_scheduler_keeps_the_rates(
         settings.append("method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false)")
         remedies.append("static_pred_lr=true")
     if not no_labels and float(s.optimizer.classifier_lr) != lr:
-        settings.append(f"optimizer.classifier_lr {s.optimizer.classifier_lr:g} (the online classifier's)")
+        settings.append(
+            f"optimizer.classifier_lr {float(s.optimizer.classifier_lr):g} (the online classifier's)"
+        )
         remedies.append(f"classifier_lr={lr:g}")
     if settings:
         raise ConfigError(
@@ -549,9 +561,17 @@ def _check_the_scheduler_keeps_the_rates(
 def _optimiser_steps(spec: PretrainSpec, world: int) -> int | None:
     """The run's optimiser steps as Lightning estimates them for solo-learn's scheduler (an upper bound
     where only ``max_steps`` bounds the run), None where the data's length is not known yet."""
+    extra = spec.trainer.extra
     total: int | None = None
     if spec.data.source == "continuous":  # an epoch is epoch_size images over all ranks
-        total = spec.trainer.max_epochs * (spec.data.epoch_size // (spec.batch_size * world))
+        batches = spec.data.epoch_size // (spec.batch_size * world)
+        limit = extra.get("limit_train_batches")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            batches = min(batches, limit)
+        elif isinstance(limit, float):
+            batches = int(batches * limit)
+        accumulate = int(extra.get("accumulate_grad_batches", 1) or 1)
+        total = spec.trainer.max_epochs * math.ceil(batches / accumulate)
     if spec.trainer.max_steps > 0:
         total = spec.trainer.max_steps if total is None else min(total, spec.trainer.max_steps)
     return total
