@@ -373,19 +373,23 @@ def test_the_online_classifiers_own_lr_without_warm_up_is_refused_on_solo(tmp_pa
             ["max_steps=-1", "scheduler.warmup_epochs=0.25", "+accumulate_grad_batches=2"],
             "is 0.5 optimiser steps",
         ),
-        (
-            ["max_steps=3", "scheduler.warmup_epochs=0.5"],
-            "is 1.5 optimiser steps of this run, not a whole number",
-        ),
         (["scheduler.warmup_epochs=-1"], "scheduler.warmup_epochs must be >= 0"),
     ],
 )
 def test_warm_ups_solo_learn_would_not_run_as_set_are_refused(tmp_path, overrides, message):
-    """A warm-up of W steps, W not whole, never lands on the set rates (1.5 steps: 2x); accumulated batches
-    count as one step; a negative warm-up is no warm-up to solo-learn."""
+    """Accumulated batches count as one step (0.25 epochs of 2 steps: under one); a negative warm-up is no
+    warm-up to solo-learn."""
     with pytest.raises(ConfigError, match=message):
         build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, *overrides]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_warm_up_of_a_non_whole_number_of_steps_is_said_on_solo(tmp_path, capsys):
+    """1.5 steps never land on the set rates: solo-learn's warm-up ends at 2x them, in one printed line."""
+    build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, "max_steps=3"]), tmp_path / "run")
+    assert "is 1.5 optimiser steps of this run, not a whole number" in capsys.readouterr().out
+    build_pretraining(compose_cfg("mlvgm_simclr", SOLO), tmp_path / "whole")  # 1 step: nothing to say
+    assert "not a whole number" not in capsys.readouterr().out
 
 
 def test_a_warm_up_under_one_step_is_refused_on_solo(tmp_path):
