@@ -8,6 +8,8 @@ from typing import Any
 
 from solo_mlvgm.errors import ConfigError
 
+_INTEGER = re.compile(r"\s*-?\d+\s*", re.ASCII)  # ASCII only: all of it int() reads
+
 
 def integer(value: Any, key: str, minimum: int | None = None) -> int:
     """``value`` as an int (``key`` names it in the error), at least ``minimum``."""
@@ -15,9 +17,7 @@ def integer(value: Any, key: str, minimum: int | None = None) -> int:
         out = value
     elif isinstance(value, float) and value.is_integer():
         out = int(value)
-    elif isinstance(value, str) and re.fullmatch(
-        r"\s*-?\d+\s*", value, re.ASCII
-    ):  # ASCII only, all of which int() reads
+    elif isinstance(value, str) and _INTEGER.fullmatch(value):
         out = int(value)
     else:
         raise ConfigError(f"{key} must be an integer, got {value!r}")

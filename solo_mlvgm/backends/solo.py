@@ -66,6 +66,7 @@ with warnings.catch_warnings():  # solo-learn's imports warn about deprecated to
 from solo_mlvgm.backends import Splits
 from solo_mlvgm.backends.solo_config import SoloFileRun, block_enabled
 from solo_mlvgm.checks import number
+from solo_mlvgm.data.continuous import steps_per_epoch
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators.base import MultiLatentGenerator
 from solo_mlvgm.methods import METHODS as OUR_METHODS
@@ -563,8 +564,8 @@ def _optimiser_steps(spec: PretrainSpec, world: int) -> int | None:
     where only ``max_steps`` bounds the run), None where the data's length is not known yet."""
     extra = spec.trainer.extra
     total: int | None = None
-    if spec.data.source == "continuous":  # an epoch is epoch_size images over all ranks
-        batches = spec.data.epoch_size // (spec.batch_size * world)
+    if spec.data.source == "continuous":  # the datamodule's epoch
+        batches = steps_per_epoch(spec.data.epoch_size, spec.batch_size, world)
         limit = extra.get("limit_train_batches")
         if isinstance(limit, int) and not isinstance(limit, bool):
             batches = min(batches, limit)

@@ -50,6 +50,16 @@ class BatchTickets:
         pass
 
 
+def steps_per_epoch(epoch_size: int, batch_size: int, world_size: int) -> int:
+    """Batches per epoch: ``epoch_size`` images over all ranks, in whole global batches."""
+    steps = epoch_size // (batch_size * world_size)
+    if steps < 1:
+        raise ConfigError(
+            f"epoch_size {epoch_size} is smaller than one global batch ({batch_size} x {world_size})"
+        )
+    return steps
+
+
 def place_generator(generator: MultiLatentGenerator, device: torch.device, channels_last: bool) -> None:
     """Move the generator to ``device``; on CUDA in channels_last memory format when asked (off by default:
     measured slower for StyleGAN2 and about even for BigBiGAN on an H200)."""
@@ -104,12 +114,7 @@ class ContinuousSampling(pl.LightningDataModule):
 
     @property
     def steps_per_epoch(self) -> int:
-        steps = self.epoch_size // (self.batch_size * self.world_size)
-        if steps < 1:
-            raise ConfigError(
-                f"epoch_size {self.epoch_size} is smaller than one global batch ({self.batch_size} x {self.world_size})"
-            )
-        return steps
+        return steps_per_epoch(self.epoch_size, self.batch_size, self.world_size)
 
     # ----------------------------------------------------------- lightning
     def train_dataloader(self) -> BatchTickets:
