@@ -211,7 +211,13 @@ def test_an_unusable_solo_learn_is_one_line_naming_the_version_needed(tmp_path, 
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(tmp_path / "old")},
+        # first on the path, ahead of whatever it held (where the dependencies may be rather than installed)
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(tmp_path / "old"), os.environ.get("PYTHONPATH")])
+            ),
+        },
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [message]

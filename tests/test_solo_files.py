@@ -273,8 +273,13 @@ def test_solo_learns_own_script_trains_on_our_datamodule(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        # the repository on the path, as an install puts it (a checkout used from its own folder may not)
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+        # the repository on the path, as an install puts it (a checkout used from its own folder may not),
+        # ahead of whatever the path held (solo-learn itself may be there rather than installed)
+        env={
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        },
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
