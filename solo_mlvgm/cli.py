@@ -9,9 +9,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -20,6 +21,24 @@ from solo_mlvgm.runs import STATUS_FILE, write_status
 
 T = TypeVar("T")
 RUN_DIR_ENV = "SOLO_MLVGM_RUN_DIR"  # the run folder rank 0 chose, for the ranks it starts
+_FOLDERS_HYDRA_WILL_MAKE: list[Path] = []  # the run folder and its missing parents, deepest first
+
+
+class NoteMissingRunFolders(Callback):
+    """Hydra makes the run folder, parents included, before the task runs. Noting just before which of
+    them do not exist yet lets a refused run remove exactly those, and never a folder the user had.
+    (Named in the run configs' ``hydra.callbacks``.)"""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            folder = Path(str(config.hydra.run.dir)).absolute()
+        except OmegaConfBaseException:  # e.g. a ${hydra:...} that resolves only once the job starts
+            folder = Path.cwd()
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        _FOLDERS_HYDRA_WILL_MAKE[:] = missing
 
 
 def run_or_exit(fn: Callable[[], T]) -> T:
@@ -58,8 +77,9 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
         result = run_or_exit(lambda: fn(cfg, run_dir))
     except SystemExit as err:
         if err.code == 2:  # a user error, refused before any work
-            _remove_if_only_hydras(run_dir, own, str(cfg.get("name", "")))
-            for folder in reversed(made):
+            if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= own:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            for folder in [*_FOLDERS_HYDRA_WILL_MAKE, *reversed(made)]:
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only when empty
         else:  # Lightning turns Ctrl-C during training into exit(1) after a graceful shutdown
@@ -82,15 +102,3 @@ def _new_run_dir(parent: Path) -> Path:
     while run_dir.exists():
         run_dir, n = parent / f"{stamp}-{n}", n + 1
     return run_dir
-
-
-def _remove_if_only_hydras(run_dir: Path, hydras: set[str], name: str) -> None:
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydras:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        if name and run_dir.parent.name == name:  # runs/<name>/ when this was its only run
-            try:
-                run_dir.parent.rmdir()
-                if run_dir.parent.parent.resolve() == (Path.cwd() / "runs").resolve():
-                    run_dir.parent.parent.rmdir()  # ./runs/ too, when nothing else is in it
-            except OSError:
-                pass

@@ -97,6 +97,13 @@ def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):
     assert not (tmp_path / "run").exists()  # nothing written: hydra's folder is removed again
 
 
+def test_a_refused_run_removes_the_folders_hydra_made_and_only_those(tmp_path):
+    (tmp_path / "mine").mkdir()  # the user's own empty folder
+    done = _run("main_pretrain.py", "generator.name=nope", "hydra.run.dir=mine/a/b/c", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error: unknown generator 'nope'")
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"] and not any((tmp_path / "mine").iterdir())
+
+
 def test_linear_evaluation_of_a_missing_run_is_one_line(tmp_path):
     done = _run("main_linear.py", f"pretrained={tmp_path / 'nothing'}", cwd=tmp_path)
     assert done.returncode == 2
