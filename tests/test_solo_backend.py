@@ -131,7 +131,7 @@ def test_solo_learns_resnet_stays_solo_learns_and_evaluates(tmp_path, capsys):
 def test_no_labels_log_no_nan_and_no_classifier_metrics(tmp_path, method):
     cfg = compose_cfg(
         f"mlvgm_{method}",
-        [*SOLO, "generator.factors=[pose,color,texture]", "views.perturb={}", "+knn_eval.enabled=true"],
+        [*SOLO, "generator.factors=[pose,color,texture]", "views.perturb={}"],
     )
     job = build_pretraining(cfg, tmp_path)
     assert job.method.cfg.data.no_labels and not job.method.cfg.knn_eval.enabled
@@ -181,6 +181,10 @@ def test_dataset_names_tell_generators_apart():
         ("+method_kwargs.temprature=0.5", "no method_kwargs \\['temprature'\\]"),  # as on the lightly backend
         ("+wandb.enabled=true", "wandb.enabled=true is not used by these run configs"),
         ("+checkpoint.enabled=true", "checkpoint.enabled=true is not used by these run configs"),
+        (
+            "+knn_eval.enabled=true",
+            "knn_eval.enabled=true is not used by these run configs: it needs a labelled",
+        ),
         (
             "backbone.name=vit_tiny",
             "backbone.small_image_stem=true applies to convnet6, resnet18, resnet50, not to solo-learn's 'vit_tiny'",

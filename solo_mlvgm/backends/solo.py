@@ -477,10 +477,6 @@ def solo_pretrain_cfg(
     _check_the_scheduler_keeps_the_rates(s, spec, run_lr, no_labels, int(num_devices) * int(num_nodes))
     if byol_sgd:
         _same_byol_recipe(s.optimizer)
-    knn = dict(s.get("knn_eval") or {})
-    if knn.get("enabled"):
-        print("note: knn_eval needs a labelled validation set, which these runs do not have: switched off")
-    s.knn_eval = {**knn, "enabled": False}
     _run_writes_its_own_checkpoints_and_logs(s)
     dataset = None if train_path else generator_dataset_name(spec)
     s.data = {
@@ -642,17 +638,23 @@ def _construct(cls: type, s: DictConfig) -> pl.LightningModule:
 
 
 def _run_writes_its_own_checkpoints_and_logs(s: DictConfig) -> None:
-    """solo-learn's checkpoint, auto-resume and wandb blocks switched off: our runs write their own
-    checkpoints and CSV logs; one asked for in our run config is refused, not dropped."""
+    """solo-learn's checkpoint, auto-resume, wandb and kNN blocks switched off: our runs write their own checkpoints
+    and CSV logs and have no validation split; one asked for in our run config is refused, not dropped."""
     for block, why in (
         ("checkpoint", "the run writes checkpoints/last.ckpt every epoch (resume_from_checkpoint)"),
         ("wandb", "the run logs to <run>/logs (CSV); use a solo-learn config file for wandb"),
+        (
+            "knn_eval",
+            "it needs a labelled validation split, which solo-learn config files with data.val_path render "
+            "(README, solo-learn's own config files); main_linear.py evaluates these runs",
+        ),
     ):
         if block_enabled(s, block):
             raise ConfigError(f"{block}.enabled=true is not used by these run configs: {why}")
     s.checkpoint = {"enabled": False}
     s.auto_resume = {"enabled": False}
     s.wandb = {"enabled": False}
+    s.knn_eval = {**dict(s.get("knn_eval") or {}), "enabled": False}
 
 
 # ---------------------------------------------------------------------- linear
