@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from solo_mlvgm.bench import run_benchmark
-from solo_mlvgm.cli import run_in_output_dir
+from solo_mlvgm.cli import record_run_folders, run_in_output_dir
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="bench")
@@ -17,4 +17,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    record_run_folders()  # a refused run leaves no folder or file behind, whatever config file it ran
     main()

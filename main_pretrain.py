@@ -6,7 +6,7 @@ python main_pretrain.py --config-name mlvgm_simclr        # also mlvgm_simsiam, 
 import hydra
 from omegaconf import DictConfig
 
-from solo_mlvgm.cli import run_in_output_dir
+from solo_mlvgm.cli import record_run_folders, run_in_output_dir
 from solo_mlvgm.entry.pretrain import run_pretraining
 
 
@@ -16,4 +16,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    record_run_folders()  # a refused run leaves no folder or file behind, whatever config file it ran
     main()

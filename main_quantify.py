@@ -6,7 +6,7 @@ python main_quantify.py --config-name mi_quant
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from solo_mlvgm.cli import run_in_output_dir
+from solo_mlvgm.cli import record_run_folders, run_in_output_dir
 from solo_mlvgm.entry.quantify import run_quantification
 
 # hydra.run.dir of configs/mi_quant.yaml: the resume folder when one is given, else a new timestamped folder.
@@ -19,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    record_run_folders()  # a refused run leaves no folder or file behind, whatever config file it ran
     main()

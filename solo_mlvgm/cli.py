@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,24 +22,63 @@ from solo_mlvgm.runs import STATUS_FILE, write_status
 
 T = TypeVar("T")
 RUN_DIR_ENV = "SOLO_MLVGM_RUN_DIR"  # the run folder rank 0 chose, for the ranks it starts
-_FOLDERS_HYDRA_WILL_MAKE: list[Path] = []  # the run folder and its missing parents, deepest first
+# Named on every entry point's command line, so that it applies whatever config file runs (solo-learn's too).
+RUN_FOLDER_CALLBACK = "++hydra.callbacks.solo_mlvgm_run_folder._target_=solo_mlvgm.cli.RecordRunFolder"
 
 
-class NoteMissingRunFolders(Callback):
-    """Hydra makes the run folder, parents included, before the task runs. Noting just before which of
-    them do not exist yet lets a refused run remove exactly those, and never a folder the user had.
-    (Named in the run configs' ``hydra.callbacks``.)"""
+@dataclass
+class _RunFolderBefore:
+    """The file system around a run folder just before hydra makes or reuses it."""
+
+    folder: Path | None = None
+    missing: list[Path] = field(default_factory=list)  # the folder and parents hydra makes, deepest first
+    saved: dict[Path, bytes | None] = field(default_factory=dict)  # what hydra or the run overwrite there
+
+
+_before = _RunFolderBefore()
+
+
+class RecordRunFolder(Callback):
+    """Hydra makes the run folder (parents included) and writes its record there before the task runs.
+    Recording just before which folders are missing, and in an existing folder (``resume=``, or one the
+    user named) the files about to be overwritten, lets a refused run leave everything as it was."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            folder = Path(str(config.hydra.run.dir)).absolute()
-        except OmegaConfBaseException:  # e.g. a ${hydra:...} that resolves only once the job starts
-            folder = Path.cwd()
-        missing = []
-        while not folder.exists():
-            missing.append(folder)
-            folder = folder.parent
-        _FOLDERS_HYDRA_WILL_MAKE[:] = missing
+        HydraConfig.instance().set_config(config)  # as hydra does next, so that ${hydra:...} resolves
+        folder = Path(str(config.hydra.run.dir)).absolute()
+        missing, parent = [], folder
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        saved: dict[Path, bytes | None] = {}
+        if not missing:
+            record = [] if config.hydra.output_subdir is None else [folder / str(config.hydra.output_subdir)]
+            files = [folder / STATUS_FILE, folder / f"{config.hydra.job.name}.log"]
+            files += [d / f"{n}.yaml" for d in record for n in ("config", "hydra", "overrides")]
+            saved = {f: f.read_bytes() if f.is_file() else None for f in files}
+            missing = [d for d in record if not d.exists()]
+        _before.folder, _before.missing, _before.saved = folder, missing, saved
+
+
+def record_run_folders() -> None:
+    """Add ``RecordRunFolder`` to this process's hydra app (call before the app's ``main()``)."""
+    if RUN_FOLDER_CALLBACK not in sys.argv:
+        sys.argv.append(RUN_FOLDER_CALLBACK)
+
+
+def _undo(run_dir: Path, made: list[Path]) -> None:
+    """After a refused run: remove the folders made for it and put back the files it overwrote."""
+    if run_dir.absolute() in [*_before.missing, *made]:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif _before.folder is not None and run_dir.resolve() == _before.folder.resolve():
+        for path, content in _before.saved.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)
+    for folder in [*_before.missing, *made]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
 
 
 def run_or_exit(fn: Callable[[], T]) -> T:
@@ -54,12 +94,12 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
     """``fn(cfg, run_dir)`` in the hydra app's output folder (the run folder), user errors as one line.
 
     Hydra makes the folder (its ``.hydra`` record and the job log) before ``fn`` runs; a run refused with
-    a user error leaves no folder behind when that is all it holds. Otherwise the folder's ``status.json``
+    a user error leaves the file system as ``RecordRunFolder`` found it (``record_run_folders``). Otherwise the folder's ``status.json``
     says how the run ended: ``running`` while it runs (and after a kill), then ``finished``, ``failed`` or
     ``interrupted``; only a finished run is ever ``latest``."""
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
-    made: list[Path] = []  # folders made here, removed again (when empty) after a refused run
+    made: list[Path] = []  # folders made here (absolute), removed again after a refused run
     if run_dir.resolve() == Path.cwd().resolve():
         # solo-learn's config files switch hydra's folders off (hydra.run.dir: .): a run still gets its
         # own folder, and the working directory is never written into or removed
@@ -68,20 +108,15 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
             run_dir = Path(chosen)
         else:
             run_dir = _new_run_dir(Path("runs") / str(cfg.get("name", "run")))
-            made = [p for p in (run_dir.parent.parent, run_dir.parent) if not p.exists()]
+            made = [p.absolute() for p in (run_dir, run_dir.parent, run_dir.parent.parent) if not p.exists()]
             run_dir.mkdir(parents=True)
             os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the ranks Lightning starts
-    own = {".hydra", f"{hydra.job.name}.log", STATUS_FILE}
     write_status(run_dir, "running")
     try:
         result = run_or_exit(lambda: fn(cfg, run_dir))
     except SystemExit as err:
-        if err.code == 2:  # a user error, refused before any work
-            if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= own:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            for folder in [*_FOLDERS_HYDRA_WILL_MAKE, *reversed(made)]:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only when empty
+        if err.code == 2:  # a user error, refused before any work: leave everything as it was
+            _undo(run_dir, made)
         else:  # Lightning turns Ctrl-C during training into exit(1) after a graceful shutdown
             write_status(run_dir, "interrupted", f"exit code {err.code}")
         raise

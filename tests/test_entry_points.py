@@ -97,11 +97,25 @@ def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):
     assert not (tmp_path / "run").exists()  # nothing written: hydra's folder is removed again
 
 
-def test_a_refused_run_removes_the_folders_hydra_made_and_only_those(tmp_path):
+@pytest.mark.parametrize(
+    "run_dir", ["mine", "mine/a/b/c", "mine/${hydra:job.name}/x"], ids=["existing", "nested", "interpolated"]
+)
+def test_a_refused_run_removes_the_folders_hydra_made_and_only_those(tmp_path, run_dir):
     (tmp_path / "mine").mkdir()  # the user's own empty folder
-    done = _run("main_pretrain.py", "generator.name=nope", "hydra.run.dir=mine/a/b/c", cwd=tmp_path)
+    done = _run("main_pretrain.py", "generator.name=nope", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("error: unknown generator 'nope'")
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and not any((tmp_path / "mine").iterdir())
+
+
+def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path):
+    run = tmp_path / "prev"
+    run.mkdir()
+    before = {"status.json": '{"status": "finished"}', "config.yaml": "seed: 5\n"}
+    for name, text in before.items():
+        (run / name).write_text(text)
+    done = _run("main_quantify.py", "--config-name", "mi_quant", f"resume={run}", cwd=tmp_path)
+    assert done.returncode == 2 and "made with different settings" in done.stderr
+    assert {p.name: p.read_text() for p in run.iterdir()} == before  # status not "running", no .hydra
 
 
 def test_linear_evaluation_of_a_missing_run_is_one_line(tmp_path):

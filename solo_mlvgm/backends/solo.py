@@ -645,8 +645,8 @@ def _run_writes_its_own_checkpoints_and_logs(s: DictConfig) -> None:
         ("wandb", "the run logs to <run>/logs (CSV); use a solo-learn config file for wandb"),
         (
             "knn_eval",
-            "it needs a labelled validation split, which solo-learn config files with data.val_path render "
-            "(README, solo-learn's own config files); main_linear.py evaluates these runs",
+            "it needs a labelled validation split, which these runs do not render (solo-learn's own "
+            "config files with data.val_path do: README, solo-learn's own config files)",
         ),
     ):
         if block_enabled(s, block):
