@@ -40,12 +40,13 @@ _before = _RunFolderBefore()
 
 class RecordRunFolder(Callback):
     """Hydra makes the run folder (parents included) and writes its record there before the task runs.
-    Recording just before which folders are missing, and in an existing folder (``resume=``, or one the
-    user named) the files about to be overwritten, lets a refused run leave everything as it was."""
+    Recording just before which folders are missing, and in an existing folder (``resume=``, one the user
+    named, or the working directory) the files about to be overwritten, lets a refused run leave
+    everything as it was. (Multirun jobs are not recorded: there only hydra's own files are removed.)"""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # as hydra does next, so that ${hydra:...} resolves
-        folder = Path(str(config.hydra.run.dir)).absolute()
+        folder = Path(str(config.hydra.run.dir)).absolute()  # as hydra makes it: out/../x makes out/
         missing, parent = [], folder
         while not parent.exists():
             missing.append(parent)
@@ -57,28 +58,42 @@ class RecordRunFolder(Callback):
             files += [d / f"{n}.yaml" for d in record for n in ("config", "hydra", "overrides")]
             saved = {f: f.read_bytes() if f.is_file() else None for f in files}
             missing = [d for d in record if not d.exists()]
-        _before.folder, _before.missing, _before.saved = folder, missing, saved
+        _before.folder, _before.missing, _before.saved = _absolute(folder), missing, saved
 
 
 def record_run_folders() -> None:
-    """Add ``RecordRunFolder`` to this process's hydra app (call before the app's ``main()``)."""
-    if RUN_FOLDER_CALLBACK not in sys.argv:
+    """Add ``RecordRunFolder`` to this process's hydra app (call before the app's ``main()``); not to
+    ``--info``, whose optional value would take the override (such a call runs no job)."""
+    if RUN_FOLDER_CALLBACK not in sys.argv and not any(
+        a in ("--info", "-i") or a.startswith("--info=") for a in sys.argv[1:]
+    ):
         sys.argv.append(RUN_FOLDER_CALLBACK)
 
 
-def _undo(run_dir: Path, made: list[Path]) -> None:
+def _absolute(path: str | Path) -> Path:
+    """Absolute and normalised (``..`` removed, links kept), as hydra makes ``runtime.output_dir``."""
+    return Path(os.path.abspath(path))
+
+
+def _listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _undo(run_dir: Path, made: list[Path], hydras: set[str]) -> None:
     """After a refused run: remove the folders made for it and put back the files it overwrote."""
-    if run_dir.absolute() in [*_before.missing, *made]:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    elif _before.folder is not None and run_dir.resolve() == _before.folder.resolve():
-        for path, content in _before.saved.items():
-            if content is None:
-                path.unlink(missing_ok=True)
-            else:
-                path.write_bytes(content)
-    for folder in [*_before.missing, *made]:
+    new = [*_before.missing, *made]
+    here = _absolute(run_dir)
+    if here in map(_absolute, new) or (here != _before.folder and _listing(here) <= hydras):  # not recorded
+        shutil.rmtree(here, ignore_errors=True)
+    for path, content in _before.saved.items():
+        if content is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(content)
+    for folder in new:
         with contextlib.suppress(OSError):
-            folder.rmdir()  # only when empty
+            folder.rmdir()  # only when empty (and never a "..")
+    _before.folder, _before.missing, _before.saved = None, [], {}  # used once
 
 
 def run_or_exit(fn: Callable[[], T]) -> T:
@@ -108,15 +123,19 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
             run_dir = Path(chosen)
         else:
             run_dir = _new_run_dir(Path("runs") / str(cfg.get("name", "run")))
-            made = [p.absolute() for p in (run_dir, run_dir.parent, run_dir.parent.parent) if not p.exists()]
+            made = [_absolute(p) for p in (run_dir, run_dir.parent, run_dir.parent.parent) if not p.exists()]
             run_dir.mkdir(parents=True)
             os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the ranks Lightning starts
+    hydras = {".hydra", f"{hydra.job.name}.log", STATUS_FILE}
+    present = _listing(run_dir) | hydras
     write_status(run_dir, "running")
     try:
         result = run_or_exit(lambda: fn(cfg, run_dir))
     except SystemExit as err:
-        if err.code == 2:  # a user error, refused before any work: leave everything as it was
-            _undo(run_dir, made)
+        if err.code == 2 and _listing(run_dir) <= present:  # refused before any work: undo all of it
+            _undo(run_dir, made, hydras)
+        elif err.code == 2:  # a user error found after the run wrote something: keep what it wrote
+            write_status(run_dir, "failed", "refused with a user error after the run started")
         else:  # Lightning turns Ctrl-C during training into exit(1) after a graceful shutdown
             write_status(run_dir, "interrupted", f"exit code {err.code}")
         raise

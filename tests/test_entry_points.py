@@ -98,7 +98,9 @@ def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, message):
 
 
 @pytest.mark.parametrize(
-    "run_dir", ["mine", "mine/a/b/c", "mine/${hydra:job.name}/x"], ids=["existing", "nested", "interpolated"]
+    "run_dir",
+    ["mine", "mine/a/b/c", "mine/${hydra:job.name}/x", "out/../new/x", "."],
+    ids=["existing", "nested", "interpolated", "dotdot", "working-directory"],
 )
 def test_a_refused_run_removes_the_folders_hydra_made_and_only_those(tmp_path, run_dir):
     (tmp_path / "mine").mkdir()  # the user's own empty folder
