@@ -270,6 +270,24 @@ def test_solo_linear_evaluation_of_our_backbone(tmp_path, capsys):
     assert "solo-learn linear (convnet6, simclr pretrained)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+solo_linear.knn_eval.enabled=true", "knn_eval.enabled=true is not used by these run configs"),
+        ("+solo_linear.wandb.enabled=true", "wandb.enabled=true is not used by these run configs"),
+        ("solo_linear.optimizer.name=nope", "unknown optimizer 'nope'; known: sgd, lars, adam, adamw"),
+        ("solo_linear.scheduler.name=nope", "unknown scheduler 'nope'; known: reduce, warmup_cosine"),
+    ],
+)
+def test_solo_linear_settings_are_refused_before_any_split_is_rendered(tmp_path, capsys, override, message):
+    net, _ = build_backbone("convnet6", True)
+    save_backbone(tmp_path / BACKBONE_FILE, net, compose_cfg("mlvgm_simclr", SOLO))
+    cfg = compose_cfg("linear", [f"pretrained={tmp_path}", "backend=solo", override])
+    with pytest.raises(ConfigError, match=message):
+        run_linear_eval(cfg)
+    assert "preparing the labelled" not in capsys.readouterr().out
+
+
 def test_solo_learns_methods_survive_ddp_spawn(tmp_path):
     """ddp_spawn pickles the module: our composed solo-learn classes and backbone factories must pickle."""
     cfg = compose_cfg("mlvgm_simclr", [*SOLO, "accelerator=cpu", "devices=2", "strategy=ddp_spawn"])

@@ -75,6 +75,11 @@ class Backend(Protocol):
         """The MI-quantification module for one level (the same module on both backends)."""
         ...
 
+    def check_linear(self, spec: LinearSpec, backbone_name: str, run_cfg: DictConfig) -> None:
+        """The linear evaluation's backend settings checked (one ``ConfigError`` line) before any split
+        is rendered."""
+        ...
+
     def linear_eval(
         self,
         backbone: nn.Module,

@@ -53,6 +53,9 @@ class LightlyBackend:
     ) -> MIQuant:
         return MIQuant(cfg, generator, indices, level)
 
+    def check_linear(self, spec: LinearSpec, backbone_name: str, run_cfg: DictConfig) -> None:
+        """Nothing beyond ``LinearSpec``: the probe's settings are parsed there."""
+
     def linear_eval(
         self,
         backbone: nn.Module,

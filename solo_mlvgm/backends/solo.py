@@ -461,14 +461,7 @@ def solo_pretrain_cfg(
         )
     s.backbone.kwargs = user_kwargs
     _optimizer_block(s)
-    if s.optimizer.name not in BaseMethod._OPTIMIZERS:
-        raise ConfigError(
-            f"unknown optimizer '{s.optimizer.name}'; known: {', '.join(BaseMethod._OPTIMIZERS)}"
-        )
-    if s.scheduler.name not in BaseMethod._SCHEDULERS:
-        raise ConfigError(
-            f"unknown scheduler '{s.scheduler.name}'; known: {', '.join(BaseMethod._SCHEDULERS)}"
-        )
+    _check_names(s, BaseMethod)
     for key in ("lr", "classifier_lr", "batch_size"):
         if not float(s.optimizer[key]) > 0:
             raise ConfigError(f"optimizer.{key} must be > 0, got {s.optimizer[key]}")
@@ -574,6 +567,13 @@ def _optimiser_steps(spec: PretrainSpec, world: int) -> int | None:
     return total
 
 
+def _check_names(s: DictConfig, owner: type) -> None:
+    """The optimiser and scheduler are ones ``owner`` (solo-learn's BaseMethod or LinearModel) knows."""
+    for block, known in (("optimizer", owner._OPTIMIZERS), ("scheduler", owner._SCHEDULERS)):  # type: ignore[attr-defined]
+        if s[block].name not in known:
+            raise ConfigError(f"unknown {block} '{s[block].name}'; known: {', '.join(known)}")
+
+
 def _check_optimizer(s: DictConfig) -> None:
     probe = [nn.Parameter(torch.zeros(1))]
     try:
@@ -658,6 +658,14 @@ def _run_writes_its_own_checkpoints_and_logs(s: DictConfig) -> None:
 
 
 # ---------------------------------------------------------------------- linear
+PROVISIONAL_CLASSES = 10  # for checking solo_linear before the splits (and their class count) exist
+
+
+def _linear_dataset(spec: LinearSpec, run_cfg: DictConfig) -> str | None:
+    """The dataset name solo-learn's linear cfg is given: None (``custom``) for an image folder."""
+    return None if spec.train_path else f"mlvgm-{run_cfg.generator.name}-linear"
+
+
 def solo_linear_cfg(
     spec: LinearSpec, backbone_name: str, num_classes: int, dataset: str | None
 ) -> DictConfig:
@@ -683,6 +691,7 @@ def solo_linear_cfg(
     s.devices = [0]
     _run_writes_its_own_checkpoints_and_logs(s)
     s = _parse(solo_linear_args.parse_cfg, solo_linear_args, s, None if train_path else dataset, num_classes)
+    _check_names(s, LinearModel)
     _check_optimizer(s)
     return s
 
@@ -921,6 +930,11 @@ class SoloBackend:
             level_cfg.level = level
         return METHODS["mi_quant"](level_cfg, generator=generator, indices=indices)
 
+    def check_linear(self, spec: LinearSpec, backbone_name: str, run_cfg: DictConfig) -> None:
+        """``solo_linear`` through solo-learn's parse before any split is rendered, with a provisional
+        class count (the real one, known with the splits, is checked when the model is built)."""
+        solo_linear_cfg(spec, backbone_name, PROVISIONAL_CLASSES, _linear_dataset(spec, run_cfg))
+
     def linear_eval(
         self,
         backbone: nn.Module,
@@ -935,8 +949,7 @@ class SoloBackend:
         from torch.utils.data import DataLoader, TensorDataset
 
         train_x, train_y, test_x, test_y, k = splits
-        dataset = None if spec.train_path else f"mlvgm-{run_cfg.generator.name}-linear"
-        s = solo_linear_cfg(spec, backbone_name, k, dataset)
+        s = solo_linear_cfg(spec, backbone_name, k, _linear_dataset(spec, run_cfg))
         model = build_linear_model(backbone, feature_dim, s)
         batch = int(s.optimizer.batch_size)
         order = torch.Generator().manual_seed(spec.seed)

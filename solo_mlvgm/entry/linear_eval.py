@@ -150,6 +150,7 @@ def run_linear_eval(cfg: DictConfig) -> dict:
     run_cfg = OmegaConf.create(payload["config"])
     backbone, feature_dim = rebuild_backbone(payload, weights=True)
     backend = resolve_backend(spec.backend)
+    backend.check_linear(spec, payload["backbone"], run_cfg)  # before any split is rendered
     start = time.perf_counter()
     print(
         f"linear evaluation ({backend.name} backend): preparing the labelled {spec.source} splits",
