@@ -348,6 +348,12 @@ def test_predictor_settings_are_refused_where_solo_learn_cannot_honour_them(
     assert not (tmp_path / "run").exists()
 
 
+def test_all4ones_own_transformer_lr_without_warm_up_is_refused_on_solo(tmp_path):
+    overrides = [*SOLO, "method=all4one", "scheduler.warmup_epochs=0", "optimizer.classifier_lr=2e-3"]
+    with pytest.raises(ConfigError, match=r"^method=all4one \(its transformer encoder's own lr, 0.1\) needs"):
+        build_pretraining(compose_cfg("mlvgm_simclr", overrides), tmp_path / "run")
+
+
 def test_a_scaled_scheduled_predictor_without_warm_up_is_refused_on_solo(tmp_path):
     """solo-learn's scheduler starts every group at one rate without a warm-up: the multiple would be lost."""
     # the classifier at the scheduled lr (BYOL's SGD lr / 4 on solo-learn), so only the predictor is at stake

@@ -494,6 +494,9 @@ def solo_pretrain_cfg(
     return s
 
 
+ALL4ONE_TRANSFORMER_LR = 0.1  # the lr solo-learn's All4One gives its transformer encoder's group
+
+
 def _check_the_scheduler_keeps_the_rates(
     s: DictConfig, spec: PretrainSpec, lr: float, no_labels: bool, world: int
 ) -> None:
@@ -502,8 +505,8 @@ def _check_the_scheduler_keeps_the_rates(
     Its warm-up lasts ``warmup_epochs x`` steps per epoch. Under one step (but above 0), step 0 sets every
     group to ``warmup_start_lr`` and the chained cosine carries on from there: the whole run trains at
     that rate. At 0, every group starts at ``optimizer.lr`` and carries on from it, so a group's own rate
-    is lost: the online classifier's ``classifier_lr`` and a scheduled predictor's ``pred_lr_scale``
-    (constant groups keep theirs)."""
+    is lost: the online classifier's ``classifier_lr``, a scheduled predictor's ``pred_lr_scale`` and
+    All4One's transformer encoder's own lr (constant groups keep theirs)."""
     sched = s.get("scheduler") or {}
     if sched.get("name") != "warmup_cosine":
         return
@@ -535,6 +538,8 @@ def _check_the_scheduler_keeps_the_rates(
     ):
         settings.append("method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false)")
         remedies.append("static_pred_lr=true")
+    if spec.method == "all4one" and lr != ALL4ONE_TRANSFORMER_LR:
+        settings.append(f"method=all4one (its transformer encoder's own lr, {ALL4ONE_TRANSFORMER_LR:g})")
     if not no_labels and float(s.optimizer.classifier_lr) != lr:
         settings.append(
             f"optimizer.classifier_lr {float(s.optimizer.classifier_lr):g} (the online classifier's)"
