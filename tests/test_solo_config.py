@@ -103,6 +103,15 @@ def test_a_key_nobody_reads_is_reported_not_dropped():
     )
 
 
+def test_a_misspelt_key_in_solo_learns_own_blocks_is_reported_not_dropped():
+    keys = _parse(_cfg(checkpoint__frequncy=5, auto_resume__max_hour=2, checkpoint__keep_prev=True)).keys
+    assert keys.not_read["checkpoint.frequncy"] == (
+        "solo-learn reads only enabled, dir, frequency, keep_prev of checkpoint (a typo?)"
+    )
+    assert "auto_resume.max_hour" in keys.not_read
+    assert "checkpoint.keep_prev" in keys.honoured and "checkpoint.dir" in keys.honoured
+
+
 def test_the_file_settings_reach_the_run_spec():
     run = _parse(_cfg(seed=7, accumulate_grad_batches=4, gradient_clip_val=1.0))
     spec = run.spec

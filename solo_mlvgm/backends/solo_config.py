@@ -109,6 +109,15 @@ BLOCKS = (
 )
 # Trainer arguments the run sets itself (its logger, callbacks, checkpoints, folder, progress display).
 OWN_TRAINER_ARGS = ("logger", "callbacks", "enable_checkpointing", "default_root_dir", "enable_progress_bar")
+# The keys solo-learn reads in its run-level blocks (its parse_cfg, Checkpointer, AutoResumer, AutoUMAP,
+# kNN and main_pretrain.py at the tested commit): any other key there is read by nobody.
+BLOCK_KEYS = {
+    "checkpoint": ("enabled", "dir", "frequency", "keep_prev"),
+    "auto_resume": ("enabled", "max_hours"),
+    "wandb": ("enabled", "entity", "project", "offline"),
+    "knn_eval": ("enabled", "k", "distance_func"),
+    "auto_umap": ("enabled", "dir", "frequency"),
+}
 NOT_APPLICABLE = {
     "data.train_path": "the generator is the training data",
     "data.num_workers": "batches are rendered on the training device, no loader workers",
@@ -203,6 +212,8 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
             not_applicable[key] = NOT_APPLICABLE.get(key, NOT_APPLICABLE.get(top, ""))
         elif top == "method_kwargs" and key.split(".")[1] not in read:
             not_read[key] = f"solo-learn's {method} never reads it"
+        elif top in BLOCK_KEYS and key.split(".")[1] not in BLOCK_KEYS[top]:
+            not_read[key] = f"solo-learn reads only {', '.join(BLOCK_KEYS[top])} of {top} (a typo?)"
         elif top in OWN_TRAINER_ARGS:
             raise ConfigError(f"{key} is set by solo_mlvgm runs (logger, callbacks, checkpoints, folder)")
         elif top in (
