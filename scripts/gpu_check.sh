@@ -13,10 +13,16 @@
 #   bench       the paper's benchmark setting: BigBiGAN, ResNet-18 at 112 px, bf16, batch 32-256,
 #               torch loader with 8 workers (plus DALI/FFCV where installed)
 #   quickstart  the toy-world quickstart on the GPU (SimCLR, bf16-mixed) and its linear probe
+#   solo_run    (solo-learn importable) the quickstart's config on solo-learn's SimCLR, bf16, and
+#               solo-learn's linear evaluation of it
+#   solo_file   (solo-learn importable, with its scripts/) solo-learn's own cifar simsiam.yaml with its GPU
+#               settings unchanged (devices [0], ddp, 16-mixed, sync_batchnorm), 2 short epochs
+#   solo_tests  (solo-learn importable) the solo-learn test files
 # GPU_CHECK_STEPS="bench quickstart" runs only the steps named (env always runs).
 # The steps take about 12 minutes together on an H200 (the benchmark about 8); where a job may run for
 # less, run it twice: GPU_CHECK_STEPS="cuda_tests render pretrain_bigbigan pretrain_stylegan2 mi_quant dali
-# quickstart" into one REPORT_DIR, GPU_CHECK_STEPS=bench into another.
+# quickstart" into one REPORT_DIR, GPU_CHECK_STEPS=bench into another (and GPU_CHECK_STEPS="solo_run solo_file
+# solo_tests" where solo-learn is installed; not yet timed as a step).
 # REPORT_DIR gets report.md (one line per step), gpu_check.log (all output), render.json and the benchmark's bench.json, bench.csv and bench.png.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +100,27 @@ fi
 step bench 600 python main_bench.py --config-name bench "${gen_bigbigan[@]}" "${gpu_run[@]}" \
     bench.batch_sizes=[32,64,128,256] bench.torch.num_workers=8 bench.steps=20 bench.energy.enabled=false
 step quickstart 180 bash scripts/quickstart.sh precision=bf16-mixed
+if solo_scripts=$(python -c "
+import pathlib, solo
+print(pathlib.Path(solo.__file__).resolve().parents[1] / 'scripts' / 'pretrain' / 'cifar')" 2>/dev/null); then
+    step solo_run 180 bash -c "python main_pretrain.py --config-name mlvgm_simclr name=gpu_check_solo backend=solo \
+        precision=bf16-mixed && python main_linear.py pretrained=runs/gpu_check_solo/latest backend=solo"
+    if [ -d "$solo_scripts" ]; then
+        step solo_file 180 python main_pretrain.py --config-path "$solo_scripts" --config-name simsiam.yaml \
+            data.format=mlvgm +generator=toyworld +views=toyworld_multilevel wandb.enabled=False max_epochs=2 \
+            +data.epoch_size=12800 checkpoint.dir=runs/gpu_check_solo_file
+    else
+        echo "| solo_file | skipped: solo-learn's scripts/ not found beside its package | 0 |" >>"$report"
+    fi
+    step solo_tests 420 python -m pytest -q -p no:cacheprovider -n 8 tests/test_solo_backend.py \
+        tests/test_solo_files.py tests/test_entry_points.py
+else
+    for name in solo_run solo_file solo_tests; do
+        if [ -z "${GPU_CHECK_STEPS:-}" ] || [[ " $GPU_CHECK_STEPS " == *" $name "* ]]; then
+            echo "| $name | skipped: solo-learn does not import | 0 |" >>"$report"
+        fi
+    done
+fi
 latest_bench=$(ls -td runs/bench/*/ 2>/dev/null | head -1)
 if grep -q "^| bench | pass " "$report" && [ -n "$latest_bench" ]; then  # this run's figures only
     for f in bench.json bench.csv bench.png; do [ -f "$latest_bench$f" ] && cp "$latest_bench$f" "$out/"; done
