@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import sys
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hydra._internal.utils import get_args_parser  # the parser hydra.main uses (hydra-core 1.3)
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -62,12 +64,23 @@ class RecordRunFolder(Callback):
 
 
 def record_run_folders() -> None:
-    """Add ``RecordRunFolder`` to this process's hydra app (call before the app's ``main()``); not to
-    ``--info``, whose optional value would take the override (such a call runs no job)."""
-    if RUN_FOLDER_CALLBACK not in sys.argv and not any(
-        a in ("--info", "-i") or a.startswith("--info=") for a in sys.argv[1:]
-    ):
-        sys.argv.append(RUN_FOLDER_CALLBACK)
+    """Add ``RecordRunFolder`` to this process's hydra app (call before the app's ``main()``). The override
+    goes right after the command line's own overrides, which argparse takes only as one run of words;
+    not to ``--info``, whose optional value would take it (such a call runs no job), nor to a command line
+    hydra will refuse anyway."""
+    argv = sys.argv[1:]
+    if RUN_FOLDER_CALLBACK in argv:
+        return
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(argv)  # hydra.main's own parser
+    except SystemExit:
+        return
+    if args.info is not None:
+        return
+    ours = list(args.overrides)
+    end = next((i + len(ours) for i in range(len(argv)) if argv[i : i + len(ours)] == ours), len(argv))
+    sys.argv.insert(1 + (end if ours else len(argv)), RUN_FOLDER_CALLBACK)
 
 
 def _absolute(path: str | Path) -> Path:
@@ -115,7 +128,7 @@ def run_in_output_dir(fn: Callable[[DictConfig, Path], T], cfg: DictConfig) -> T
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
     made: list[Path] = []  # folders made here (absolute), removed again after a refused run
-    if run_dir.resolve() == Path.cwd().resolve():
+    if run_dir.resolve() == Path(hydra.runtime.cwd).resolve():
         # solo-learn's config files switch hydra's folders off (hydra.run.dir: .): a run still gets its
         # own folder, and the working directory is never written into or removed
         chosen = os.environ.get(RUN_DIR_ENV)

@@ -109,6 +109,13 @@ def test_a_refused_run_removes_the_folders_hydra_made_and_only_those(tmp_path, r
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and not any((tmp_path / "mine").iterdir())
 
 
+@pytest.mark.parametrize("flags", [["--cfg", "job"], ["--config-name", "mlvgm_byol", "--cfg", "job"]])
+def test_hydra_flags_after_the_overrides_still_work(tmp_path, flags):
+    done = _run("main_pretrain.py", "seed=3", *flags, cwd=tmp_path)  # the run-folder callback goes in between
+    assert done.returncode == 0, done.stderr
+    assert "seed: 3" in done.stdout and not any(tmp_path.iterdir())
+
+
 def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path):
     run = tmp_path / "prev"
     run.mkdir()

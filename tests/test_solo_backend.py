@@ -276,7 +276,9 @@ def test_solo_linear_evaluation_of_our_backbone(tmp_path, capsys):
         ("+solo_linear.knn_eval.enabled=true", "knn_eval.enabled=true is not used by these run configs"),
         ("+solo_linear.wandb.enabled=true", "wandb.enabled=true is not used by these run configs"),
         ("solo_linear.optimizer.name=nope", "unknown optimizer 'nope'; known: sgd, lars, adam, adamw"),
-        ("solo_linear.scheduler.name=nope", "unknown scheduler 'nope'; known: reduce, warmup_cosine"),
+        ("solo_linear.scheduler.name=nope", "unknown scheduler 'nope'; known: warmup_cosine, step, none"),
+        ("solo_linear.scheduler.name=reduce", "scheduler.name=reduce does not run on the solo backend"),
+        ("solo_linear.scheduler.name=exponential", "passes optimizer.weight_decay to ExponentialLR"),
     ],
 )
 def test_solo_linear_settings_are_refused_before_any_split_is_rendered(tmp_path, capsys, override, message):
@@ -350,8 +352,19 @@ def test_predictor_settings_are_refused_where_solo_learn_cannot_honour_them(
 
 def test_all4ones_own_transformer_lr_without_warm_up_is_refused_on_solo(tmp_path):
     overrides = [*SOLO, "method=all4one", "scheduler.warmup_epochs=0", "optimizer.classifier_lr=2e-3"]
-    with pytest.raises(ConfigError, match=r"^method=all4one \(its transformer encoder's own lr, 0.1\) needs"):
+    with pytest.raises(
+        ConfigError, match=r"^method=all4one \(its transformer encoder's own lr, 0.1\) needs"
+    ) as err:
         build_pretraining(compose_cfg("mlvgm_simclr", overrides), tmp_path / "run")
+    assert str(err.value).endswith(": set a warm-up")  # not backend=lightly, which has no All4One
+
+
+@pytest.mark.parametrize("name", ["exponential", "reduce", "cosine", "nope"])
+def test_schedulers_solo_learn_would_not_run_are_refused(tmp_path, name):
+    with pytest.raises(
+        ConfigError, match=f"(scheduler.name={name} does not run)|(unknown scheduler '{name}')"
+    ):
+        build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, f"scheduler.name={name}"]), tmp_path / "run")
 
 
 def test_a_scaled_scheduled_predictor_without_warm_up_is_refused_on_solo(tmp_path):

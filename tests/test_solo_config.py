@@ -112,6 +112,11 @@ def test_a_misspelt_key_in_solo_learns_own_blocks_is_reported_not_dropped():
     assert "checkpoint.keep_prev" in keys.honoured and "checkpoint.dir" in keys.honoured
 
 
+@pytest.mark.parametrize("block", ["knn_eval", "auto_umap"])
+def test_an_empty_block_is_read_without_a_traceback(block):
+    assert block in _parse(_cfg(**{block: {}})).keys.honoured
+
+
 def test_the_file_settings_reach_the_run_spec():
     run = _parse(_cfg(seed=7, accumulate_grad_batches=4, gradient_clip_val=1.0))
     spec = run.spec

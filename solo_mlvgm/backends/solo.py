@@ -546,10 +546,14 @@ def _check_the_scheduler_keeps_the_rates(
         )
         remedies.append(f"classifier_lr={lr:g}")
     if settings:
+        if spec.method != "all4one":  # the lightly backend has no All4One
+            remedies.append("backend=lightly")
+        *others, last = remedies
+        remedy = f"{', '.join(others)} or {last}" if others else last
         raise ConfigError(
-            f"{' and '.join(settings)} needs scheduler.warmup_epochs > 0 on the solo backend "
-            f"(without a warm-up, solo-learn's scheduler runs every scheduled group at the run's lr, {lr:g}): "
-            f"{', '.join(remedies)} or backend=lightly"
+            f"{' and '.join(settings)} {'need' if len(settings) > 1 else 'needs'} scheduler.warmup_epochs > 0 "
+            f"on the solo backend (without a warm-up, solo-learn's scheduler runs every scheduled group at "
+            f"the run's lr, {lr:g}): {remedy}"
         )
 
 
@@ -572,11 +576,30 @@ def _optimiser_steps(spec: PretrainSpec, world: int) -> int | None:
     return total
 
 
+# The schedulers solo-learn's configure_optimizers builds and runs (BaseMethod and LinearModel alike);
+# the other names on its lists fail or misbehave once training starts.
+SCHEDULERS_THAT_RUN = ("warmup_cosine", "step", "none")
+SCHEDULERS_THAT_DO_NOT = {
+    "reduce": "solo-learn gives Lightning no metric to monitor for ReduceLROnPlateau",
+    "exponential": "solo-learn passes optimizer.weight_decay to ExponentialLR as its decay rate",
+    "cosine": "solo-learn's configure_optimizers does not build it",
+}
+
+
 def _check_names(s: DictConfig, owner: type) -> None:
-    """The optimiser and scheduler are ones ``owner`` (solo-learn's BaseMethod or LinearModel) knows."""
-    for block, known in (("optimizer", owner._OPTIMIZERS), ("scheduler", owner._SCHEDULERS)):  # type: ignore[attr-defined]
-        if s[block].name not in known:
-            raise ConfigError(f"unknown {block} '{s[block].name}'; known: {', '.join(known)}")
+    """The optimiser is one ``owner`` (solo-learn's BaseMethod or LinearModel) knows, and the scheduler
+    one that solo-learn runs."""
+    known = owner._OPTIMIZERS  # type: ignore[attr-defined]
+    if s.optimizer.name not in known:
+        raise ConfigError(f"unknown optimizer '{s.optimizer.name}'; known: {', '.join(known)}")
+    name = str(s.scheduler.name)
+    if name in SCHEDULERS_THAT_DO_NOT:
+        raise ConfigError(
+            f"scheduler.name={name} does not run on the solo backend ({SCHEDULERS_THAT_DO_NOT[name]}): "
+            f"use one of {', '.join(SCHEDULERS_THAT_RUN)}"
+        )
+    if name.lower() not in SCHEDULERS_THAT_RUN:
+        raise ConfigError(f"unknown scheduler '{name}'; known: {', '.join(SCHEDULERS_THAT_RUN)}")
 
 
 def _check_optimizer(s: DictConfig) -> None:

@@ -22,7 +22,9 @@ command line) sets into one of three kinds, or refuses it with one line that nam
 - **not read**: keys solo-learn itself never reads, which have no effect under its own script either:
   ``method_kwargs`` its method class does not read (e.g. ``temperature`` in solo-learn's ``simsiam.yaml``),
   top-level keys that are neither solo-learn's nor Lightning Trainer arguments (``augmentations_cfg`` in
-  its imagenet-100 ``simsiam.yaml``; a typo shows up here), ``enabled`` in augmentation blocks but ``rrc``.
+  its imagenet-100 ``simsiam.yaml``; a typo shows up here), keys of the run-level blocks (``checkpoint``,
+  ``auto_resume``, ``wandb``, ``knn_eval``, ``auto_umap``) solo-learn does not read there, and ``enabled`` in
+  augmentation blocks but ``rrc``.
 
 What this version cannot honour is refused when switched on: ``auto_umap`` and ``knn_eval`` without a
 validation split or without what they need (umap-learn, seaborn, pandas, wandb; torchmetrics < 0.12), ``wandb``
@@ -210,9 +212,9 @@ def parse_solo_file(cfg: DictConfig, runs_root: Path, method_sources: Mapping[st
         top = key.split(".")[0]
         if key in NOT_APPLICABLE or top in NOT_APPLICABLE:
             not_applicable[key] = NOT_APPLICABLE.get(key, NOT_APPLICABLE.get(top, ""))
-        elif top == "method_kwargs" and key.split(".")[1] not in read:
+        elif top == "method_kwargs" and "." in key and key.split(".")[1] not in read:
             not_read[key] = f"solo-learn's {method} never reads it"
-        elif top in BLOCK_KEYS and key.split(".")[1] not in BLOCK_KEYS[top]:
+        elif top in BLOCK_KEYS and "." in key and key.split(".")[1] not in BLOCK_KEYS[top]:
             not_read[key] = f"solo-learn reads only {', '.join(BLOCK_KEYS[top])} of {top} (a typo?)"
         elif top in OWN_TRAINER_ARGS:
             raise ConfigError(f"{key} is set by solo_mlvgm runs (logger, callbacks, checkpoints, folder)")
