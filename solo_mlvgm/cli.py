@@ -66,21 +66,31 @@ class RecordRunFolder(Callback):
 def record_run_folders() -> None:
     """Add ``RecordRunFolder`` to this process's hydra app (call before the app's ``main()``). The override
     goes right after the command line's own overrides, which argparse takes only as one run of words;
-    not to ``--info``, whose optional value would take it (such a call runs no job), nor to a command line
-    hydra will refuse anyway."""
+    not to ``--info`` (whose optional value would take it) nor ``--experimental-rerun``, which run no
+    new job, nor to a command line hydra will refuse anyway."""
     argv = sys.argv[1:]
-    if RUN_FOLDER_CALLBACK in argv:
+    args = _hydra_args(argv)
+    if args is None or RUN_FOLDER_CALLBACK in argv or args.info is not None or args.experimental_rerun:
         return
+    wanted = [*args.overrides, RUN_FOLDER_CALLBACK]
+    n = len(args.overrides)
+    for at in (
+        [i + n for i in range(len(argv) + 1) if argv[i : i + n] == args.overrides] if n else [len(argv)]
+    ):
+        candidate = [*argv[:at], RUN_FOLDER_CALLBACK, *argv[at:]]
+        parsed = _hydra_args(candidate)
+        if parsed is not None and list(parsed.overrides) == wanted:  # the place argparse reads as intended
+            sys.argv[1:] = candidate
+            return
+
+
+def _hydra_args(argv: list[str]) -> Any:
+    """``argv`` as hydra.main's own parser reads it, quietly; None where it refuses it (or only prints)."""
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            args = get_args_parser().parse_args(argv)  # hydra.main's own parser
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            return get_args_parser().parse_args(argv)
     except SystemExit:
-        return
-    if args.info is not None:
-        return
-    ours = list(args.overrides)
-    end = next((i + len(ours) for i in range(len(argv)) if argv[i : i + len(ours)] == ours), len(argv))
-    sys.argv.insert(1 + (end if ours else len(argv)), RUN_FOLDER_CALLBACK)
+        return None
 
 
 def _absolute(path: str | Path) -> Path:

@@ -278,7 +278,8 @@ def test_solo_linear_evaluation_of_our_backbone(tmp_path, capsys):
         ("solo_linear.optimizer.name=nope", "unknown optimizer 'nope'; known: sgd, lars, adam, adamw"),
         ("solo_linear.scheduler.name=nope", "unknown scheduler 'nope'; known: warmup_cosine, step, none"),
         ("solo_linear.scheduler.name=reduce", "scheduler.name=reduce does not run on the solo backend"),
-        ("solo_linear.scheduler.name=exponential", "passes optimizer.weight_decay to ExponentialLR"),
+        ("solo_linear.scheduler.name=exponential", "its linear model decays by optimizer.weight_decay"),
+        ("solo_linear.scheduler.name=None", "unknown scheduler 'None'"),  # none in lower case only there
     ],
 )
 def test_solo_linear_settings_are_refused_before_any_split_is_rendered(tmp_path, capsys, override, message):
@@ -359,12 +360,18 @@ def test_all4ones_own_transformer_lr_without_warm_up_is_refused_on_solo(tmp_path
     assert str(err.value).endswith(": set a warm-up")  # not backend=lightly, which has no All4One
 
 
-@pytest.mark.parametrize("name", ["exponential", "reduce", "cosine", "nope"])
+@pytest.mark.parametrize("name", ["exponential", "reduce", "cosine", "nope", "Step"])
 def test_schedulers_solo_learn_would_not_run_are_refused(tmp_path, name):
     with pytest.raises(
         ConfigError, match=f"(scheduler.name={name} does not run)|(unknown scheduler '{name}')"
     ):
         build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, f"scheduler.name={name}"]), tmp_path / "run")
+
+
+def test_a_scheduler_of_none_in_any_case_runs_in_pretraining(tmp_path):
+    job = build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, "scheduler.name=None"]), tmp_path / "run")
+    job.trainer.fit(job.method, datamodule=job.data)  # solo-learn's BaseMethod reads it as none
+    assert job.trainer.global_step == 2
 
 
 def test_a_scaled_scheduled_predictor_without_warm_up_is_refused_on_solo(tmp_path):

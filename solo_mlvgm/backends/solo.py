@@ -576,30 +576,32 @@ def _optimiser_steps(spec: PretrainSpec, world: int) -> int | None:
     return total
 
 
-# The schedulers solo-learn's configure_optimizers builds and runs (BaseMethod and LinearModel alike);
-# the other names on its lists fail or misbehave once training starts.
+# The schedulers solo-learn's configure_optimizers builds and runs, as it compares the names ("none" in
+# any case in its pretraining methods only); the other names on its lists fail or misbehave once training
+# starts.
 SCHEDULERS_THAT_RUN = ("warmup_cosine", "step", "none")
 SCHEDULERS_THAT_DO_NOT = {
-    "reduce": "solo-learn gives Lightning no metric to monitor for ReduceLROnPlateau",
-    "exponential": "solo-learn passes optimizer.weight_decay to ExponentialLR as its decay rate",
-    "cosine": "solo-learn's configure_optimizers does not build it",
+    "reduce": "its pretraining methods do not build it; its linear model gives Lightning no metric to monitor",
+    "exponential": "its pretraining methods do not build it; its linear model decays by optimizer.weight_decay",
+    "cosine": "its configure_optimizers does not build it",
 }
 
 
 def _check_names(s: DictConfig, owner: type) -> None:
     """The optimiser is one ``owner`` (solo-learn's BaseMethod or LinearModel) knows, and the scheduler
-    one that solo-learn runs."""
+    one that ``owner`` runs."""
     known = owner._OPTIMIZERS  # type: ignore[attr-defined]
     if s.optimizer.name not in known:
         raise ConfigError(f"unknown optimizer '{s.optimizer.name}'; known: {', '.join(known)}")
-    name = str(s.scheduler.name)
+    name = s.scheduler.name
     if name in SCHEDULERS_THAT_DO_NOT:
         raise ConfigError(
-            f"scheduler.name={name} does not run on the solo backend ({SCHEDULERS_THAT_DO_NOT[name]}): "
-            f"use one of {', '.join(SCHEDULERS_THAT_RUN)}"
+            f"scheduler.name={name} does not run on the solo backend (solo-learn: "
+            f"{SCHEDULERS_THAT_DO_NOT[name]}): use one of {', '.join(SCHEDULERS_THAT_RUN)}"
         )
-    if name.lower() not in SCHEDULERS_THAT_RUN:
-        raise ConfigError(f"unknown scheduler '{name}'; known: {', '.join(SCHEDULERS_THAT_RUN)}")
+    any_case_none = owner is BaseMethod and isinstance(name, str) and name.lower() == "none"
+    if name not in SCHEDULERS_THAT_RUN and not any_case_none:
+        raise ConfigError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS_THAT_RUN)}")
 
 
 def _check_optimizer(s: DictConfig) -> None:
