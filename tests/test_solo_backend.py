@@ -351,13 +351,25 @@ def test_predictor_settings_are_refused_where_solo_learn_cannot_honour_them(
     assert not (tmp_path / "run").exists()
 
 
-def test_all4ones_own_transformer_lr_without_warm_up_is_refused_on_solo(tmp_path):
-    overrides = [*SOLO, "method=all4one", "scheduler.warmup_epochs=0", "optimizer.classifier_lr=2e-3"]
+def test_a_methods_own_fixed_rate_without_warm_up_is_refused_on_solo(tmp_path):
+    """All4One gives its transformer encoder lr 0.1, which solo-learn's scheduler would lose."""
+    overrides = [
+        *SOLO,
+        "method=all4one",
+        "+method_kwargs.pred_hidden_dim=16",
+        "++method_kwargs.temperature=0.2",
+        "+method_kwargs.queue_size=64",
+        "optimizer.classifier_lr=2e-3",  # the run's lr: only the transformer's rate is at stake
+    ]
     with pytest.raises(
-        ConfigError, match=r"^method=all4one \(its transformer encoder's own lr, 0.1\) needs"
-    ) as err:
-        build_pretraining(compose_cfg("mlvgm_simclr", overrides), tmp_path / "run")
-    assert str(err.value).endswith(": set a warm-up")  # not backend=lightly, which has no All4One
+        ConfigError, match=r"^solo-learn's all4one gives parameter group \d+ \(lr 0.1\) its own"
+    ):
+        build_pretraining(
+            compose_cfg("mlvgm_simclr", [*overrides, "scheduler.warmup_epochs=0"]), tmp_path / "a"
+        )
+    job = build_pretraining(compose_cfg("mlvgm_simclr", overrides), tmp_path / "b")  # with a warm-up
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert job.trainer.global_step == 2
 
 
 @pytest.mark.parametrize("name", ["exponential", "reduce", "cosine", "nope", "Step"])

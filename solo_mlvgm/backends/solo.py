@@ -470,7 +470,7 @@ def solo_pretrain_cfg(
     _check_the_scheduler_keeps_the_rates(s, spec, run_lr, no_labels, int(num_devices) * int(num_nodes))
     if byol_sgd:
         _same_byol_recipe(s.optimizer)
-    _run_writes_its_own_checkpoints_and_logs(s)
+    _switch_off_solo_run_blocks(s)
     dataset = None if train_path else generator_dataset_name(spec)
     s.data = {
         "dataset": dataset or "custom",
@@ -494,9 +494,6 @@ def solo_pretrain_cfg(
     return s
 
 
-ALL4ONE_TRANSFORMER_LR = 0.1  # the lr solo-learn's All4One gives its transformer encoder's group
-
-
 def _check_the_scheduler_keeps_the_rates(
     s: DictConfig, spec: PretrainSpec, lr: float, no_labels: bool, world: int
 ) -> None:
@@ -505,8 +502,8 @@ def _check_the_scheduler_keeps_the_rates(
     Its warm-up lasts ``warmup_epochs x`` steps per epoch. Under one step (but above 0), step 0 sets every
     group to ``warmup_start_lr`` and the chained cosine carries on from there: the whole run trains at
     that rate. At 0, every group starts at ``optimizer.lr`` and carries on from it, so a group's own rate
-    is lost: the online classifier's ``classifier_lr``, a scheduled predictor's ``pred_lr_scale`` and
-    All4One's transformer encoder's own lr (constant groups keep theirs)."""
+    is lost: the online classifier's ``classifier_lr`` and a scheduled predictor's ``pred_lr_scale`` (constant
+    groups keep theirs; a method's own fixed rates: ``_check_fixed_rates_survive``)."""
     sched = s.get("scheduler") or {}
     if sched.get("name") != "warmup_cosine":
         return
@@ -538,22 +535,16 @@ def _check_the_scheduler_keeps_the_rates(
     ):
         settings.append("method_kwargs.pred_lr_scale with a scheduled predictor (static_pred_lr=false)")
         remedies.append("static_pred_lr=true")
-    if spec.method == "all4one" and lr != ALL4ONE_TRANSFORMER_LR:
-        settings.append(f"method=all4one (its transformer encoder's own lr, {ALL4ONE_TRANSFORMER_LR:g})")
     if not no_labels and float(s.optimizer.classifier_lr) != lr:
         settings.append(
             f"optimizer.classifier_lr {float(s.optimizer.classifier_lr):g} (the online classifier's)"
         )
         remedies.append(f"classifier_lr={lr:g}")
     if settings:
-        if spec.method != "all4one":  # the lightly backend has no All4One
-            remedies.append("backend=lightly")
-        *others, last = remedies
-        remedy = f"{', '.join(others)} or {last}" if others else last
         raise ConfigError(
             f"{' and '.join(settings)} {'need' if len(settings) > 1 else 'needs'} scheduler.warmup_epochs > 0 "
             f"on the solo backend (without a warm-up, solo-learn's scheduler runs every scheduled group at "
-            f"the run's lr, {lr:g}): {remedy}"
+            f"the run's lr, {lr:g}): {', '.join(remedies)} or backend=lightly"
         )
 
 
@@ -647,7 +638,33 @@ def build_solo_method(
     """``solo.methods.METHODS[cfg.method]`` (with ``_OurData``) built from our run config, as solo's
     main_pretrain.py builds it: parse_cfg, construction, make_contiguous, channels_last."""
     s = solo_pretrain_cfg(cfg, spec, num_classes=num_classes, num_devices=num_devices, num_nodes=num_nodes)
-    return _construct(solo_method_class(str(s.method)), s)
+    model = _construct(solo_method_class(str(s.method)), s)
+    _check_fixed_rates_survive(model, s)
+    return model
+
+
+def _check_fixed_rates_survive(model: pl.LightningModule, s: DictConfig) -> None:
+    """A parameter group that solo-learn's method gives its own fixed lr (All4One's transformer encoder:
+    0.1) runs at the run's lr under ``warmup_cosine`` without a warm-up, as ``classifier_lr`` would
+    (``_check_the_scheduler_keeps_the_rates``, which also covers the classifier and the predictor)."""
+    if s.scheduler.name != "warmup_cosine" or float(s.scheduler.warmup_epochs) != 0:
+        return
+    groups: list[dict] = model.learnable_params  # type: ignore[assignment]  # solo-learn's property
+    run_lr = float(s.optimizer.lr)
+    fixed = [
+        f"{group.get('name', f'parameter group {i}')} (lr {group['lr']:g})"
+        for i, group in enumerate(groups)
+        if "lr" in group
+        and not group.get("static_lr")
+        and group.get("name") not in ("classifier", "predictor")
+        and group["lr"] != run_lr
+    ]
+    if fixed:
+        raise ConfigError(
+            f"solo-learn's {s.method} gives {', '.join(fixed)} its own lr, which needs "
+            "scheduler.warmup_epochs > 0 on the solo backend (without a warm-up, solo-learn's scheduler "
+            f"runs every scheduled group at the run's lr, {run_lr:g}): set a warm-up"
+        )
 
 
 def _construct(cls: type, s: DictConfig) -> pl.LightningModule:
@@ -667,7 +684,7 @@ def _construct(cls: type, s: DictConfig) -> pl.LightningModule:
     return model
 
 
-def _run_writes_its_own_checkpoints_and_logs(s: DictConfig) -> None:
+def _switch_off_solo_run_blocks(s: DictConfig) -> None:
     """solo-learn's checkpoint, auto-resume, wandb and kNN blocks switched off: our runs write their own checkpoints
     and CSV logs and have no validation split; one asked for in our run config is refused, not dropped."""
     for block, why in (
@@ -719,7 +736,7 @@ def solo_linear_cfg(
         "num_workers": 0,
     }
     s.devices = [0]
-    _run_writes_its_own_checkpoints_and_logs(s)
+    _switch_off_solo_run_blocks(s)
     s = _parse(solo_linear_args.parse_cfg, solo_linear_args, s, None if train_path else dataset, num_classes)
     _check_names(s, LinearModel)
     _check_optimizer(s)
