@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -13,7 +15,19 @@ from solo_mlvgm.generators import (
     build_generator,
     register_generator,
 )
-from solo_mlvgm.generators.toyworld import FACTORS
+from solo_mlvgm.generators.toyworld import FACTORS, OOD_WIDTH
+
+
+@pytest.fixture(params=["toyworld", "toyworld_ood"])
+def config_world(request):
+    """The world of each toy-world generator config, in distribution: an ood radius changes only latents
+    beyond the prior, so the guarantees of the world are those of its coupling."""
+    from solo_mlvgm.settings import GeneratorSpec
+
+    from .conftest import compose_cfg
+
+    spec = GeneratorSpec.from_config(compose_cfg("mi_quant", [f"generator={request.param}"]).generator)
+    return build_generator("toyworld", **{k: v for k, v in spec.options.items() if k != "ood_radius"})
 
 
 def _perturb_alone(world, base, index, std=1.0, seed=1):
@@ -108,8 +122,9 @@ def test_world_without_shape_level_has_no_labels():
     assert world.labels(world.to_levels(world.sample_base(2))) is None
 
 
-def test_early_levels_reach_further_than_late_ones(world):
+def test_early_levels_reach_further_than_late_ones(config_world):
     """Global to local: the same perturbation changes more pixels the earlier its level is."""
+    world = config_world
     base = world.sample_base(512, generator=torch.Generator().manual_seed(0))
     anchor = world(world.to_levels(base))
     change = [(world(_perturb_alone(world, base, i)) - anchor).abs().mean().item() for i in range(5)]
@@ -119,7 +134,8 @@ def test_early_levels_reach_further_than_late_ones(world):
 
 
 @pytest.mark.parametrize("factor", ["shape", "pose", "color", "texture"])
-def test_effect_grows_with_perturbation_magnitude(world, factor):
+def test_effect_grows_with_perturbation_magnitude(config_world, factor):
+    world = config_world
     base = world.sample_base(256, generator=torch.Generator().manual_seed(0))
     anchor = world(world.to_levels(base))
     i = world.factors.index(factor)
@@ -155,9 +171,10 @@ def test_levels_and_groups_are_addressable_by_name(world):
 
 
 @pytest.mark.parametrize("factors", [list(FACTORS), ["pose", "shape", "none", "color", "texture"]])
-def test_out_of_distribution_latents_fade_the_image_and_prior_latents_never_do(factors):
-    """ood_radius: any used level pushed far off its prior greys the whole image (later levels further
-    out); prior samples render bit-identically to the world without it; `none` and labels stay exact."""
+def test_out_of_distribution_latents_break_the_image_and_prior_latents_never_do(factors):
+    """ood_radius: any used level pushed far off its prior breaks the whole image into noise that carries
+    nothing of the anchor (later levels further out); prior samples render bit-identically to the world
+    without it; `none` and labels stay exact."""
     plain = build_generator("toyworld", factors=factors)
     world = build_generator("toyworld", factors=factors, ood_radius=2.0)
     base = world.sample_base(64, generator=torch.Generator().manual_seed(0))
@@ -165,33 +182,98 @@ def test_out_of_distribution_latents_fade_the_image_and_prior_latents_never_do(f
     labels = world.labels(world.to_levels(base))
     breaking_std = {}
     for i, factor in enumerate(factors):
-        far = _perturb_alone(world, base, i, std=20.0)
+        far = _perturb_alone(world, base, i, std=50.0)
         assert torch.equal(world.labels(far), labels) or factor == "shape"
         if factor == "none":
             assert torch.equal(world(far), plain(far))
             continue
-        assert (world(far) - 0.5).abs().max() < 0.01, factor  # grey: nothing of the anchor is left
-        faded = [
-            (world(_perturb_alone(world, base, i, std=s)) - 0.5).abs().mean().item() for s in (2, 3, 4, 6)
+        assert world._in_distribution(far).max() < 1e-3, factor
+        assert (world(far) - world._garbage(far).clamp(0, 1)).abs().max() < 1e-2, factor
+        kept = [
+            world._in_distribution(_perturb_alone(world, base, i, std=s)).mean().item() for s in (2, 3, 4, 6)
         ]
-        assert faded == sorted(faded, reverse=True), (factor, faded)
+        assert kept == sorted(kept, reverse=True), (factor, kept)
         breaking_std[factor] = next(
             s
-            for s in (1.5, 2, 2.5, 3, 3.5, 4, 5, 6)
+            for s in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6)
             if world._in_distribution(_perturb_alone(world, base, i, std=s)).mean() < 0.5
         )
     used = [f for f in factors if f != "none"]
     assert [breaking_std[f] for f in used] == sorted(breaking_std[f] for f in used), breaking_std
 
 
+def test_a_broken_image_is_noise_that_nearby_latents_do_not_share():
+    """The noise of a broken image is a chaotic function of the used levels: a fade to grey would keep
+    the anchor up to its contrast, which an encoder can undo; the noise must not be undoable."""
+    world = build_generator("toyworld", ood_radius=2.0)
+    levels = world.to_levels(world.sample_base(16, generator=torch.Generator().manual_seed(0)))
+    nudged = [z + 0.05 for z in levels]
+    a, b = world._garbage(levels).flatten(1), world._garbage(nudged).flatten(1)
+    corr = torch.nn.functional.cosine_similarity(a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True))
+    assert corr.abs().max() < 0.3, corr
+    assert a.std() > 0.2  # it covers the image, not a faint ripple
+    none_moved = list(levels)
+    none_moved[world.factors.index("none")] = levels[world.factors.index("none")] + 5.0
+    assert torch.equal(world._garbage(none_moved), world._garbage(levels))
+
+
+@pytest.mark.parametrize("factors", [list(FACTORS), ["pose", "shape", "none", "color", "texture"]])
+def test_the_level_at_position_i_breaks_over_twice_the_distance_of_the_one_before(factors):
+    """One coordinate at ``ood_radius + 0.25 x 2^i`` keeps e^-1 of the image: a later level must go further
+    out, twice as far per position."""
+    world = build_generator("toyworld", factors=factors, ood_radius=2.0)
+    base = world.sample_base(8, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    kept_at_one_width = {}
+    for i, factor in enumerate(factors):
+        if factor == "none":
+            continue
+        levels = world.to_levels(base.clone())
+        levels[i][:, 0] = world.ood_radius + OOD_WIDTH * 2**i
+        kept = world._in_distribution(levels)
+        assert torch.allclose(kept, torch.full_like(kept, math.exp(-1)), atol=1e-5), factor
+        levels[i][:, 0] = world.ood_radius + OOD_WIDTH  # the same distance out for every level
+        kept_at_one_width[factor] = world._in_distribution(levels).mean().item()
+    values = list(kept_at_one_width.values())
+    assert values == sorted(values) and len(set(values)) == len(values), kept_at_one_width
+
+
+@pytest.mark.parametrize("factors", [list(FACTORS), ["pose", "shape", "none", "color", "texture"]])
+def test_gradients_out_of_distribution_are_finite_and_skip_the_noise(factors, monkeypatch):
+    """On the support's boundary and far beyond it, every latent gets a finite gradient; the noise adds
+    none of its own (the walker is pushed by how much of the image is lost)."""
+    world = build_generator("toyworld", factors=factors, ood_radius=2.0)
+    base = world.sample_base(6, generator=torch.Generator().manual_seed(0))
+    base[0, :8] = 2.0  # exactly on the boundary
+    base[1] = base[1] * 3  # beyond it in every level
+    base[2, :] = 2.0 + 1e-6
+
+    def grads():
+        levels = [z.clone().requires_grad_(True) for z in world.to_levels(base)]
+        world(levels).square().sum().backward()
+        return [z.grad for z in levels]
+
+    real = grads()
+    for factor, g in zip(factors, real, strict=True):
+        assert g is not None and torch.isfinite(g).all(), factor
+        assert (g.abs().sum() > 0) == (factor != "none"), factor
+    frozen = world._garbage(world.to_levels(base)).detach()
+    monkeypatch.setattr(world, "_garbage", lambda levels, rows=None: frozen if rows is None else frozen[rows])
+    for g, h in zip(real, grads(), strict=True):
+        assert torch.allclose(g, h), "gradient flows through the noise pattern"
+
+
 def test_ood_radius_below_the_truncation_is_refused():
     with pytest.raises(ConfigError, match="ood_radius must be >= truncation"):
         build_generator("toyworld", ood_radius=1.5)
     assert build_generator("toyworld", ood_radius=2.0).arch["ood_radius"] == 2.0
-    assert "ood_radius" not in build_generator("toyworld").arch  # walkers of the plain world still match
+    plain = build_generator("toyworld").arch
+    assert (
+        "ood_radius" not in plain and "coupling_decay" not in plain
+    )  # walkers of the plain world still match
+    assert build_generator("toyworld", coupling_decay=1.0).arch == plain
 
 
-def test_the_toyworld_ood_config_builds_the_plain_world_with_a_radius():
+def test_the_toyworld_ood_config_builds_a_world_with_a_radius_and_its_couplings():
     from solo_mlvgm.settings import GeneratorSpec
 
     from .conftest import compose_cfg
@@ -199,7 +281,13 @@ def test_the_toyworld_ood_config_builds_the_plain_world_with_a_radius():
     spec = GeneratorSpec.from_config(compose_cfg("mi_quant", ["generator=toyworld_ood"]).generator)
     world = spec.build()
     assert world.ood_radius == spec.options["ood_radius"] >= world.truncation
-    assert world.arch == build_generator("toyworld").arch | {"ood_radius": world.ood_radius}
+    # a stronger coupling that decays with depth: each level clearly ahead of the next (tests above)
+    assert world.coupling > 1 and world.coupling_decay < 1
+    couplings = {"coupling": world.coupling, "coupling_decay": world.coupling_decay}
+    assert world.arch == build_generator("toyworld", **couplings).arch | {
+        "ood_radius": world.ood_radius,
+        "ood": "noise-beyond-cube",
+    }
 
 
 @pytest.mark.parametrize(
@@ -207,6 +295,8 @@ def test_the_toyworld_ood_config_builds_the_plain_world_with_a_radius():
     [
         ("ood_radius", "abc", "toyworld ood_radius must be a number"),
         ("coupling", "abc", "toyworld coupling must be a number"),
+        ("coupling_decay", 0.0, r"toyworld coupling_decay must be in \(0, 1\], got 0.0"),
+        ("coupling_decay", 1.5, r"toyworld coupling_decay must be in \(0, 1\], got 1.5"),
         ("level_dim", 2.5, "toyworld level_dim must be an integer"),
         ("resolution", "big", "toyworld resolution must be an integer"),
     ],

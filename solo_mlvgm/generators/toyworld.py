@@ -12,20 +12,21 @@ Ground truth (default ``factors=("shape", "pose", "color", "texture", "none")``,
 - ``none``    nothing at all: images are bit-identical whatever this latent is.
 
 Levels compose like a real MLVGM (paper, Definition 1): a hidden state ``h`` accumulates every level's
-latent in order, and the continuous factors (pose, colour, texture) of level i are read from its own
-latent plus ``coupling * h_(i-1)``. An early level therefore also shifts every later continuous factor
-and changes more of the image than a late one. Every mapping from latents to pixels is linear or
-periodic (no tanh/sigmoid squashing of a factor), so a level's effect grows with the perturbation and no
-region of the latent space is flat (short of the grey beyond ``ood_radius``, below), which would make a
-used level look unused to the MI method.
+latent in order (the level at position i, counting ``none``, weighted by ``coupling_decay ** i``), and
+the continuous factors (pose, colour, texture) of level i are read from its own latent plus
+``coupling * h_(i-1)``. An early level therefore also shifts every later continuous factor and changes
+more of the image than a late one. Every mapping from latents to pixels is linear or periodic (no
+tanh/sigmoid squashing of a factor), so a level's effect grows with the perturbation and no region of
+the latent space is flat (short of the noise beyond ``ood_radius``, below), which would make a used
+level look unused to the MI method.
 Which level carries which factor is set by ``factors`` (any order; tests move the no-effect level).
 
 ``ood_radius`` (off by default; ``generator=toyworld_ood``): the images of a real generator degrade far out
 of distribution, whichever latent is pushed there; the plain toy world's late factors stay bounded (a
 colour is a colour however far its latent goes), so an encoder can always match a pair through the other
-levels. With ``ood_radius`` set, a used level's latent beyond it (RMS per coordinate; prior samples are
-within ``truncation`` <= ``ood_radius`` and render bit-identically) fades the whole image to grey, more
-slowly the later the level.
+levels. With ``ood_radius`` set, a used level's latent with a coordinate beyond it (prior samples are
+within ``truncation`` <= ``ood_radius`` and render bit-identically) breaks the whole image into noise that
+carries nothing of the anchor, more slowly the later the level.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ SHAPES = (
 # Number of rendering parameters each factor reads from the latents.
 _PARAMS = {"pose": 4, "color": 6, "texture": 5}
 _HIDDEN = 16
-# how far past ood_radius (RMS per coordinate) level i fades the image to e^-1: (1 + i) x this
+# how far beyond the prior's support level i must go to break the image to e^-1: 2^i x this
 OOD_WIDTH = 0.25
+OOD_WAVES = 4  # gratings per channel of a broken image
+OOD_FREQ = 4.0  # their largest frequency, cycles per image half-width
+OOD_CHAOS = 25.0  # gain of the latent code: nearby latents break into unrelated images
 
 
 @register_generator("toyworld")
@@ -61,6 +65,7 @@ class ToyWorld(MultiLatentGenerator):
     # Buffers read directly (registered in ``__init__``; the per-factor ones are read by name).
     shape_proj: Tensor
     grid: Tensor
+    ood_proj: Tensor
 
     def __init__(
         self,
@@ -73,12 +78,14 @@ class ToyWorld(MultiLatentGenerator):
         truncation: float = 2.0,
         world_seed: int = 0,
         ood_radius: float | None = None,
+        coupling_decay: float = 1.0,
     ) -> None:
         level_dim = integer(level_dim, "toyworld level_dim")  # one error line for a typo, not a traceback
         resolution = integer(resolution, "toyworld resolution")
         num_classes = integer(num_classes, "toyworld num_classes")
         world_seed = integer(world_seed, "toyworld world_seed")
         coupling = number(coupling, "toyworld coupling")
+        coupling_decay = number(coupling_decay, "toyworld coupling_decay")
         shape_temperature = number(shape_temperature, "toyworld shape_temperature")
         truncation = number(truncation, "toyworld truncation")
         super().__init__(truncation=truncation)
@@ -98,6 +105,8 @@ class ToyWorld(MultiLatentGenerator):
             )
         if coupling < 0 or shape_temperature <= 0:
             raise ConfigError("toyworld needs coupling >= 0 and shape_temperature > 0")
+        if not 0 < coupling_decay <= 1:
+            raise ConfigError(f"toyworld coupling_decay must be in (0, 1], got {coupling_decay}")
 
         self.ood_radius = None if ood_radius is None else number(ood_radius, "toyworld ood_radius")
         if self.ood_radius is not None and not self.ood_radius >= truncation:
@@ -106,22 +115,28 @@ class ToyWorld(MultiLatentGenerator):
                 f"is out of distribution, or null (off); got {ood_radius}"
             )
         self.factors = factors
-        self.arch = {
-            "name": "toyworld",
-            "factors": list(factors),
-            "level_dim": level_dim,
-            "resolution": resolution,
-            "num_classes": num_classes,
-            "coupling": coupling,
-            "shape_temperature": shape_temperature,
-            "truncation": truncation,
-            "world_seed": world_seed,
-        } | ({} if self.ood_radius is None else {"ood_radius": self.ood_radius})
+        self.arch = (
+            {
+                "name": "toyworld",
+                "factors": list(factors),
+                "level_dim": level_dim,
+                "resolution": resolution,
+                "num_classes": num_classes,
+                "coupling": coupling,
+                "shape_temperature": shape_temperature,
+                "truncation": truncation,
+                "world_seed": world_seed,
+            }
+            # "ood": how an image breaks, so that walkers of an earlier way are refused, not reused
+            | ({} if self.ood_radius is None else {"ood_radius": self.ood_radius, "ood": "noise-beyond-cube"})
+            | ({} if coupling_decay == 1 else {"coupling_decay": coupling_decay})
+        )
         self.level_dim = int(level_dim)
         self.resolution = int(resolution)
         self.num_shapes = int(num_classes)
         self.num_classes = self.num_shapes if "shape" in factors else 0
         self.coupling = float(coupling)
+        self.coupling_decay = float(coupling_decay)
         self.shape_temperature = float(shape_temperature)
         self.levels = tuple(LatentLevel(f, (self.level_dim,)) for f in factors)
         self.groups = {f: (i,) for i, f in enumerate(factors)} | {"all": tuple(range(len(factors)))}
@@ -148,6 +163,9 @@ class ToyWorld(MultiLatentGenerator):
             torch.linspace(-1, 1, resolution), torch.linspace(-1, 1, resolution), indexing="ij"
         )
         self.register_buffer("grid", torch.stack([xs, ys], dim=-1), persistent=False)  # [H, W, 2]
+        # Drawn last, so that every buffer above is the plain world's. The noise of a broken image: per
+        # colour channel, OOD_WAVES gratings of (x frequency, y frequency, phase).
+        self.register_buffer("ood_proj", proj(self.base_dim, 3 * OOD_WAVES * 3), persistent=False)
 
     # ---------------------------------------------------------------- latents
     def level_coords(self, index: int) -> range:
@@ -169,7 +187,7 @@ class ToyWorld(MultiLatentGenerator):
         n = levels[0].shape[0]
         hidden = levels[0].new_zeros(n, _HIDDEN)
         params: dict[str, Tensor] = {}
-        for factor, z in zip(self.factors, levels, strict=True):
+        for i, (factor, z) in enumerate(zip(self.factors, levels, strict=True)):
             if factor == "none":
                 continue
             if factor == "shape":
@@ -177,7 +195,7 @@ class ToyWorld(MultiLatentGenerator):
             else:
                 own = z @ getattr(self, f"{factor}_proj")
                 params[factor] = own + self.coupling * hidden @ getattr(self, f"{factor}_coupling")
-            hidden = hidden + z @ getattr(self, f"{factor}_to_hidden")
+            hidden = hidden + self.coupling_decay**i * (z @ getattr(self, f"{factor}_to_hidden"))
         # Factors without a level keep a fixed mid value (zeros: centred pose, mid colours, ...).
         for factor, k in _PARAMS.items():
             params.setdefault(factor, levels[0].new_zeros(n, k))
@@ -216,24 +234,64 @@ class ToyWorld(MultiLatentGenerator):
             if factor == "none":
                 image = image + 0.0 * z.sum(dim=1)[:, None, None, None]
         if self.ood_radius is not None:
-            keep = self._in_distribution(levels)[:, None, None, None]
-            image = keep * image + (1 - keep) * 0.5
+            image = self._break(image, levels)
         return image.clamp(0.0, 1.0)
 
     def _in_distribution(self, levels: Sequence[Tensor]) -> Tensor:
-        """Per image, 1 while every used level's latent is within ``ood_radius`` (RMS per coordinate: at
-        most ``truncation`` for prior samples), decaying exponentially beyond it. Far out of distribution
-        the image loses its content (to grey), as a real generator's images degrade, so a perturbation of
-        any used level alone can hide which anchor a pair came from. Level i fades over
-        ``(1 + i) * OOD_WIDTH``: like its pixel effect, a later level must go further out to break the
-        image. The decay starts at the radius with a nonzero slope, so a walker feels it at once."""
+        """Per image, 1 while every used level's latent is inside the prior's support (each coordinate
+        within ``ood_radius`` >= ``truncation``), decaying exponentially with its distance beyond it. Far
+        out of distribution the image breaks into noise, as a real generator's images degrade, so a
+        perturbation of any used level alone can hide which anchor a pair came from. The level at
+        position i (counting ``none``) breaks over ``2^i * OOD_WIDTH``: like its pixel effect, a later
+        level must go further out, twice as far per position. The support is the truncation cube, not a ball around it: a walker reaches its faces by moving a
+        few coordinates, so it feels the edge of the distribution as a real generator's walker does,
+        instead of drifting for thousands of steps in a region where the image cannot break."""
         assert self.ood_radius is not None
         excess = levels[0].new_zeros(levels[0].shape[0])
         for i, (factor, z) in enumerate(zip(self.factors, levels, strict=True)):
             if factor != "none":
-                rms = z.pow(2).mean(dim=1).add(1e-12).sqrt()
-                excess = excess + (rms - self.ood_radius).clamp(min=0) / (OOD_WIDTH * (1 + i))
+                squared = (z.abs() - self.ood_radius).clamp(min=0).pow(2).sum(dim=1)
+                # the distance to the cube; where it is 0 the gradient is 0, not sqrt's infinity
+                distance = torch.where(
+                    squared > 0, squared.clamp(min=1e-24).sqrt(), torch.zeros_like(squared)
+                )
+                excess = excess + distance / (OOD_WIDTH * 2**i)
         return torch.exp(-excess)
+
+    def _break(self, image: Tensor, levels: Sequence[Tensor]) -> Tensor:
+        """Blends each image out of distribution with its noise by how far out it is. Only those images
+        pay for the noise: anchors and in-distribution positives are returned as they are."""
+        keep = self._in_distribution(levels)
+        broken = keep < 1
+        if not bool(broken.any()):
+            return image
+        k = keep[broken][:, None, None, None]
+        image = image.clone()
+        image[broken] = k * image[broken] + (1 - k) * self._garbage(levels, broken)
+        return image
+
+    def _garbage(self, levels: Sequence[Tensor], rows: Tensor | None = None) -> Tensor:
+        """What a broken image shows (for ``rows`` of the batch, default all): gratings whose frequencies
+        and phases are a chaotic function of the used levels' latents, so two nearby latents give unrelated
+        images. A fade to a constant grey would keep the image up to its contrast, which an encoder can
+        undo (mutual information is invariant under invertible maps); this destroys it. Read from the
+        latents without gradient: the walker is pushed by how much of the image is lost, not by the noise
+        pattern. The code is computed for the whole batch, so an image's noise does not depend on which
+        other images are broken."""
+        used = [z if f != "none" else torch.zeros_like(z) for f, z in zip(self.factors, levels, strict=True)]
+        code = torch.sin(OOD_CHAOS * torch.cat(used, dim=1).detach() @ self.ood_proj)
+        if rows is not None:
+            code = code[rows]
+        # per channel, OOD_WAVES gratings of (x frequency, y frequency, phase), each in [-1, 1]
+        fx, fy, phase = code.view(-1, 3, OOD_WAVES, 3).unbind(-1)  # [n, 3, K] each
+        arg = (
+            2
+            * math.pi
+            * OOD_FREQ
+            * (fx[..., None, None] * self.grid[..., 0] + fy[..., None, None] * self.grid[..., 1])
+            + 4 * math.pi * phase[..., None, None]  # two full turns: any phase, from a code in [-1, 1]
+        )
+        return 0.5 + 0.4 * torch.sin(arg).sum(dim=2) / math.sqrt(OOD_WAVES)
 
     def _object_mask(self, logits: Tensor, pose: Tensor) -> Tensor:
         shift = 0.3 * torch.sin(1.3 * pose[:, 0:2])  # object centre within ±0.3 of the image centre
