@@ -18,16 +18,21 @@ from solo_mlvgm.generators import (
 from solo_mlvgm.generators.toyworld import FACTORS, OOD_WIDTH
 
 
-@pytest.fixture(params=["toyworld", "toyworld_ood"])
-def config_world(request):
-    """The world of each toy-world generator config, in distribution: an ood radius changes only latents
-    beyond the prior, so the guarantees of the world are those of its coupling."""
+def _couplings(config: str) -> dict:
+    """The coupling settings of a toy-world generator config."""
     from solo_mlvgm.settings import GeneratorSpec
 
     from .conftest import compose_cfg
 
-    spec = GeneratorSpec.from_config(compose_cfg("mi_quant", [f"generator={request.param}"]).generator)
-    return build_generator("toyworld", **{k: v for k, v in spec.options.items() if k != "ood_radius"})
+    options = GeneratorSpec.from_config(compose_cfg("mi_quant", [f"generator={config}"]).generator).options
+    return {k: v for k, v in options.items() if k.startswith("coupling")}
+
+
+@pytest.fixture(params=["toyworld", "toyworld_ood"])
+def config_world(request):
+    """The world of each toy-world generator config, in distribution: an ood radius changes only latents
+    beyond the prior, so the guarantees of the world are those of its coupling."""
+    return build_generator("toyworld", **_couplings(request.param))
 
 
 def _perturb_alone(world, base, index, std=1.0, seed=1):
@@ -95,8 +100,9 @@ def test_perturbing_a_level_leaves_every_other_level_bit_identical(world):
         ["none", "texture", "color", "pose", "shape"],
     ],
 )
-def test_each_level_changes_the_image_and_the_none_level_changes_nothing(factors):
-    world = build_generator("toyworld", factors=factors)
+@pytest.mark.parametrize("config", ["toyworld", "toyworld_ood"])
+def test_each_level_changes_the_image_and_the_none_level_changes_nothing(factors, config):
+    world = build_generator("toyworld", factors=factors, **_couplings(config))
     base = world.sample_base(16, generator=torch.Generator().manual_seed(0))
     anchor = world(world.to_levels(base))
     for i, factor in enumerate(factors):
@@ -107,7 +113,8 @@ def test_each_level_changes_the_image_and_the_none_level_changes_nothing(factors
             assert (moved - anchor).abs().mean() > 0.01, factor
 
 
-def test_only_the_shape_level_changes_the_label(world):
+def test_only_the_shape_level_changes_the_label(config_world):
+    world = config_world
     base = world.sample_base(256, generator=torch.Generator().manual_seed(0))
     labels = world.labels(world.to_levels(base))
     assert labels.dtype == torch.long and labels.unique().numel() == world.num_classes
@@ -175,8 +182,9 @@ def test_out_of_distribution_latents_break_the_image_and_prior_latents_never_do(
     """ood_radius: any used level pushed far off its prior breaks the whole image into noise that carries
     nothing of the anchor (later levels further out); prior samples render bit-identically to the world
     without it; `none` and labels stay exact."""
-    plain = build_generator("toyworld", factors=factors)
-    world = build_generator("toyworld", factors=factors, ood_radius=2.0)
+    couplings = _couplings("toyworld_ood")
+    plain = build_generator("toyworld", factors=factors, **couplings)
+    world = build_generator("toyworld", factors=factors, ood_radius=2.0, **couplings)
     base = world.sample_base(64, generator=torch.Generator().manual_seed(0))
     assert torch.equal(world(world.to_levels(base)), plain(plain.to_levels(base)))
     labels = world.labels(world.to_levels(base))
