@@ -117,7 +117,7 @@ def test_pixel_presets_output_normalised_images_of_the_crop_size(preset):
 def test_simclr_colour_jitter_scales_brightness_on_both_paths_as_simclr_does():
     """SimCLR's jitter multiplies brightness (factor in [0.6, 1.4]), so a grey pixel at 0.2 stays within
     [0.12, 0.28] (uint8 steps aside); kornia's ColorJiggle would add the factor instead (anywhere in [0, 0.6]). The device
-    path (kornia) and the loader path (torchvision) must agree."""
+    path (kornia) and the loader path (torchvision) are both held to that rule."""
     from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, build_color_augment, build_pixel_transform
 
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]

@@ -5,8 +5,9 @@ With a GPU the pipeline decodes with nvJPEG and augments on that GPU; without on
 (``device_id=None``). The pixel presets have the ops and parameter ranges of the kornia/torchvision ones:
 random resized crop (same scale and ratio ranges), horizontal flip and, for ``simclr``, brightness,
 contrast, saturation and hue jitter (factors in [0.6, 1.4], hue +-0.1 of the circle, p 0.8) and grayscale
-(p 0.2), then ImageNet normalisation. Two differences in form, not in cost: DALI's ``color_twist`` applies
-the jitter in one fixed order and its brightness is a factor (kornia's is an offset). DALI is an optional extra
+(p 0.2), then ImageNet normalisation. Brightness and saturation follow torchvision's rules; three differences
+in form remain (DALI's ``color_twist``): one fixed order of the jitter, contrast around mid-grey rather than
+the image's mean, and hue as a rotation in YIQ rather than a shift in HSV. DALI is an optional extra
 (``pip install -e ".[dali]"``); ``dali_missing()`` says why it cannot be used.
 """
 

@@ -54,7 +54,8 @@ def _color_and_normalize(preset: str) -> list[K.AugmentationBase2D]:
     ops: list[K.AugmentationBase2D] = []
     if preset == "simclr":
         # ColorJitter, not ColorJiggle: kornia's ColorJiggle adds its brightness factor (a dark pixel at 0.2
-        # goes anywhere in [0, 0.6]); SimCLR's jitter, and the torchvision one of the loader path, multiplies.
+        # goes anywhere in [0, 0.6]) and scales contrast and saturation by other rules; ColorJitter follows
+        # torchvision's (the loader path's), as SimCLR's recipe does.
         ops += [K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)]
     ops.append(K.Normalize(mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD)))
     return ops
