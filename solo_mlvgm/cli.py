@@ -74,9 +74,11 @@ def record_run_folders() -> None:
         return
     wanted = [*args.overrides, RUN_FOLDER_CALLBACK]
     n = len(args.overrides)
-    for at in (
-        [i + n for i in range(len(argv) + 1) if argv[i : i + n] == args.overrides] if n else [len(argv)]
-    ):
+    # where the overrides end: each place argv holds them as one run of words (the end, when there are none)
+    ends = (
+        [i + n for i in range(len(argv) - n + 1) if argv[i : i + n] == args.overrides] if n else [len(argv)]
+    )
+    for at in ends:
         candidate = [*argv[:at], RUN_FOLDER_CALLBACK, *argv[at:]]
         parsed = _hydra_args(candidate)
         if parsed is not None and list(parsed.overrides) == wanted:  # the place argparse reads as intended

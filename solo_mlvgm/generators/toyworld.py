@@ -243,9 +243,10 @@ class ToyWorld(MultiLatentGenerator):
         out of distribution the image breaks into noise, as a real generator's images degrade, so a
         perturbation of any used level alone can hide which anchor a pair came from. The level at
         position i (counting ``none``) breaks over ``2^i * OOD_WIDTH``: like its pixel effect, a later
-        level must go further out, twice as far per position. The support is the truncation cube, not a ball around it: a walker reaches its faces by moving a
-        few coordinates, so it feels the edge of the distribution as a real generator's walker does,
-        instead of drifting for thousands of steps in a region where the image cannot break."""
+        level must go further out, twice as far per position. The support is the truncation cube, not a
+        ball around it: a walker reaches its faces by moving a few coordinates, so it feels the edge of
+        the distribution as a real generator's walker does, instead of drifting for thousands of steps
+        in a region where the image cannot break."""
         assert self.ood_radius is not None
         excess = levels[0].new_zeros(levels[0].shape[0])
         for i, (factor, z) in enumerate(zip(self.factors, levels, strict=True)):
