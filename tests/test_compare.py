@@ -72,7 +72,7 @@ def test_plan_has_every_row_method_and_seed_with_the_same_settings_per_method(tm
         c = by_key[run.key]
         assert (c.method, c.seed, c.optimizer.batch_size) == (run.method, run.seed, 64)
         assert (c.max_epochs, c.scheduler.warmup_epochs) == budget[run.method]
-        assert c.backbone.name == "convnet6" and c.data.get("epoch_size", 2000) == 2000
+        assert c.backbone.name == "convnet6_standardised" and c.data.get("epoch_size", 2000) == 2000
     assert by_key["real/simclr/seed0"].data.source == "image_folder"
     assert by_key["real/simclr/seed0"].data.train_path == str(tmp_path / "cmp" / "real_data")
     assert by_key["real/simclr/seed0"].views.pixel == "simclr"

@@ -102,11 +102,24 @@ def test_bad_configs_fail_before_training(tmp_path, override, message):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-@pytest.mark.parametrize("name", ["resnet18", "convnet6"])
+@pytest.mark.parametrize("name", ["resnet18", "convnet6", "convnet6_standardised"])
 def test_backbones_with_small_image_stem_keep_resolution(name):
     net, dim = build_backbone(name, small_image_stem=True)
     out = net.eval()(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, dim)
+
+
+def test_standardised_backbone_ignores_brightness_and_contrast():
+    """A global scale and offset of the intensities (brightness, contrast) leaves the standardised
+    backbone's features unchanged, and changes plain convnet6's."""
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32)
+    jittered = 1.4 * images + 0.1  # one positive scale and one offset for all pixels and channels
+    for name, invariant in (("convnet6_standardised", True), ("convnet6", False)):
+        net = build_backbone(name)[0].eval()
+        with torch.no_grad():
+            same = torch.allclose(net(images), net(jittered), atol=1e-4)
+        assert same is invariant, name
 
 
 @pytest.mark.parametrize("method", ["simsiam", "byol"])

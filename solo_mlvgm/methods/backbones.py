@@ -1,10 +1,11 @@
-"""Backbones by name: torchvision ResNets (optionally with a small-image stem) and a CPU-sized convnet."""
+"""Backbones by name: torchvision ResNets (optionally with a small-image stem) and a CPU-sized convnet,
+also behind a per-image standardisation."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
+from torch import Tensor, nn
 from torchvision import models
 
 from solo_mlvgm.errors import ConfigError
@@ -30,6 +31,32 @@ def convnet6(widths: tuple[int, ...] = (16, 32, 32, 64, 64, 64)) -> tuple[nn.Mod
     return nn.Sequential(*layers), c_in
 
 
+class PerImageStandardise(nn.Module):
+    """Subtract each image's mean and divide by its standard deviation, over all its pixels and channels.
+
+    This makes a backbone invariant to brightness and contrast changes, which SimCLR's colour jitter
+    applies to the image as a whole (a positive scale, plus an offset shared by all channels; invariant
+    up to clipping and to the per-channel offsets of the ImageNet normalisation). On the toy world,
+    SimSiam and BYOL on ``convnet6`` do not learn that invariance: under the jitter they keep only a few
+    feature directions and probe below a random backbone (README, "Comparing view strategies").
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, images: Tensor) -> Tensor:
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        std = images.std(dim=(1, 2, 3), keepdim=True)
+        return (images - mean) / (std + self.eps)
+
+
+def convnet6_standardised() -> tuple[nn.Module, int]:
+    """``convnet6`` behind :class:`PerImageStandardise` (no parameters added)."""
+    net, dim = convnet6()
+    return nn.Sequential(PerImageStandardise(), *net.children()), dim
+
+
 def _resnet(factory: Callable[..., models.ResNet], small_image_stem: bool) -> tuple[nn.Module, int]:
     net = factory(weights=None)
     if small_image_stem:  # 32-64 px inputs: 3x3 stride-1 stem and no max-pool, as for CIFAR
@@ -42,6 +69,7 @@ def _resnet(factory: Callable[..., models.ResNet], small_image_stem: bool) -> tu
 
 BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, int]]] = {
     "convnet6": lambda small_image_stem: convnet6(),
+    "convnet6_standardised": lambda small_image_stem: convnet6_standardised(),
     "resnet18": lambda small_image_stem: _resnet(models.resnet18, small_image_stem),
     "resnet50": lambda small_image_stem: _resnet(models.resnet50, small_image_stem),
 }
