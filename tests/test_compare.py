@@ -104,6 +104,13 @@ def test_plan_has_every_row_method_and_seed_with_the_same_settings_per_method(tm
     for run in byol_runs:
         c = compose_run_config(base_config_name(byol_cfg, run.method), run.overrides)
         assert (c.method, c.max_epochs, c.scheduler.warmup_epochs) == ("byol", 64, 6)
+    # one setting picks every run's backbone (the earlier tables' plain convnet6)
+    plain_cfg = _cfg(tmp_path, "backbone=convnet6")
+    (plain,) = [r for r in plan_runs(plain_cfg, parse_rows(plain_cfg), [0]) if r.key == "synth/simsiam/seed0"]
+    assert (
+        compose_run_config(base_config_name(plain_cfg, "simsiam"), plain.overrides).backbone.name
+        == "convnet6"
+    )
 
 
 def test_missing_walkers_skip_their_rows_with_the_command_that_makes_them(tmp_path, hydra_configs):

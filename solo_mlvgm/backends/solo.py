@@ -6,7 +6,8 @@ in solo-learn's own registries:
 
 - ``solo.methods.METHODS["mi_quant"]``: the MI-quantification method, buildable by name from a solo-style
   cfg (``generator``, ``level``, ``method_kwargs``, ``optimizer``, ``backbone``, ``max_steps``);
-- ``BaseMethod._BACKBONES["convnet6"]``: our CPU-sized backbone, so the toy-world configs run unchanged.
+- ``BaseMethod._BACKBONES["convnet6"]`` (and ``"convnet6_standardised"``): our CPU-sized backbones, so the
+  toy-world configs run unchanged.
 
 ``build_solo_method`` turns one of our run configs into ``solo.methods.METHODS[cfg.method]`` through
 solo-learn's own ``parse_cfg``. What solo-learn expects but our runs do not have is filled here, so a user
