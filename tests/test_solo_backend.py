@@ -185,7 +185,8 @@ def test_dataset_names_tell_generators_apart():
         ),
         (
             "backbone.name=vit_tiny",
-            "backbone.small_image_stem=true applies to convnet6, resnet18, resnet50, not to solo-learn's 'vit_tiny'",
+            "backbone.small_image_stem=true applies to convnet6, convnet6_standardised, resnet18, resnet50, "
+            "not to solo-learn's 'vit_tiny'",
         ),
     ],
 )

@@ -99,7 +99,7 @@ def solo_version() -> str:
 # ------------------------------------------------------------------ backbones
 class OurBackbone:
     """A solo-style backbone factory ``(method, **kwargs) -> module`` for a backbone solo-learn lacks
-    (``convnet6``), with ``num_features`` as solo reads it. A class, not a closure: solo-learn keeps the
+    (``convnet6``, ``convnet6_standardised``), with ``num_features`` as solo reads it. A class, not a closure: solo-learn keeps the
     factory on the module, which ddp_spawn pickles."""
 
     def __init__(self, name: str) -> None:
@@ -965,7 +965,7 @@ class SoloBackend:
         save_config(run_dir / "solo_config.yaml", solo_cfg)
 
     def backbone_record(self, method: pl.LightningModule) -> dict[str, Any] | None:
-        """solo-learn's backbones are rebuilt by solo-learn; ours (``convnet6``) by name."""
+        """solo-learn's backbones are rebuilt by solo-learn; ours (``convnet6``, ``convnet6_standardised``) by name."""
         record = solo_backbone_record(method)
         return None if record["name"] in OUR_BACKBONES else record
 
