@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from solo_mlvgm.generators import build_generator
 from solo_mlvgm.views import ViewSpec
+from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -25,6 +26,13 @@ TINY_RUN = [
     "log_every_n_steps=1",
 ]
 TINY = [*TINY_RUN, "method_kwargs.proj_hidden_dim=32", "method_kwargs.proj_output_dim=16"]
+
+
+def denormalise(images: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` images normalised with ImageNet's mean and std (the pixel presets' output) -> [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN)[None, :, None, None]
+    std = torch.tensor(IMAGENET_STD)[None, :, None, None]
+    return images * std + mean
 
 
 def compose_cfg(config_name: str, overrides: list[str] | None = None) -> DictConfig:

@@ -35,9 +35,8 @@ from solo_mlvgm.data.real import ImageFolderData, list_image_folder
 from solo_mlvgm.entry.pretrain import build_pretraining
 from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.views import ViewSpec
-from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD
 
-from .conftest import ROOT, TINY, compose_cfg
+from .conftest import ROOT, TINY, compose_cfg, denormalise
 
 SIZE, BATCH = 32, 8
 # Tiny benchmark: toy world, one point per source, a few steps, no energy tracking.
@@ -56,12 +55,6 @@ TINY_BENCH = [
     "method_kwargs.proj_hidden_dim=32",
     "method_kwargs.proj_output_dim=16",
 ]
-
-
-def _denormalise(views: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN)[None, :, None, None]
-    std = torch.tensor(IMAGENET_STD)[None, :, None, None]
-    return views * std + mean
 
 
 # Each source with the few threads and workers of the tests.
@@ -105,7 +98,7 @@ def test_every_source_yields_the_same_batch_format_and_normalisation(name, ctx):
     assert len(views) == 2
     for view in views:
         assert view.shape == (BATCH, 3, SIZE, SIZE) and view.dtype == torch.float32
-        pixels = _denormalise(view)  # normalised with ImageNet's mean/std, like solo-learn's batches
+        pixels = denormalise(view)  # normalised with ImageNet's mean/std, like solo-learn's batches
         assert pixels.min() > -0.02 and pixels.max() < 1.02 and pixels.std() > 0.05
     if SMALL[name]().needs_export:  # folder sources: the class of each image is its folder's
         listing = list_image_folder(ctx.folder)

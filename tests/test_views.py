@@ -11,6 +11,9 @@ from solo_mlvgm.errors import ConfigError
 from solo_mlvgm.generators import build_generator
 from solo_mlvgm.views import PIXEL_PRESETS, RandomPerturbation, ViewSampler, ViewSpec, build_pixel_augment
 from solo_mlvgm.views.grid import save_level_grid
+from solo_mlvgm.views.pixel import build_color_augment, build_pixel_transform
+
+from .conftest import denormalise
 
 
 def test_perturbation_noise_respects_truncation_and_mean():
@@ -116,16 +119,13 @@ def test_pixel_presets_output_normalised_images_of_the_crop_size(preset):
 
 def test_simclr_colour_jitter_scales_brightness_on_both_paths_as_simclr_does():
     """SimCLR's jitter multiplies brightness (factor in [0.6, 1.4]), so a grey pixel at 0.2 stays within
-    [0.12, 0.28] (uint8 steps aside); kornia's ColorJiggle would add the factor instead (anywhere in [0, 0.6]). The device
-    path (kornia) and the loader path (torchvision) are both held to that rule."""
-    from solo_mlvgm.views.pixel import IMAGENET_MEAN, IMAGENET_STD, build_color_augment, build_pixel_transform
-
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    [0.12, 0.28] (uint8 steps aside); kornia's ColorJiggle would add the factor instead (anywhere in
+    [0, 0.6]). The device path (kornia) and the loader path (torchvision) are both held to that rule."""
     torch.manual_seed(0)
-    device = build_color_augment("simclr")(torch.full((512, 3, 8, 8), 0.2)) * std + mean
+    device = denormalise(build_color_augment("simclr")(torch.full((512, 3, 8, 8), 0.2)))
     grey = Image.fromarray(np.full((8, 8, 3), 51, dtype=np.uint8))  # 51 / 255 = 0.2
     loader = build_pixel_transform("simclr", 8, crop_min_scale=1.0)
-    host = torch.stack([loader(grey) for _ in range(256)]) * std + mean
+    host = denormalise(torch.stack([loader(grey) for _ in range(256)]))
     for name, out in (("device", device), ("loader", host)):
         assert 0.1 < out.min() and out.max() < 0.3, (name, out.min().item(), out.max().item())
         assert out.std() > 0.02, name  # and it does jitter

@@ -99,8 +99,8 @@ def solo_version() -> str:
 # ------------------------------------------------------------------ backbones
 class OurBackbone:
     """A solo-style backbone factory ``(method, **kwargs) -> module`` for a backbone solo-learn lacks
-    (``convnet6``, ``convnet6_standardised``), with ``num_features`` as solo reads it. A class, not a closure: solo-learn keeps the
-    factory on the module, which ddp_spawn pickles."""
+    (``convnet6``, ``convnet6_standardised``), with ``num_features`` as solo reads it. A class, not a
+    closure: solo-learn keeps the factory on the module, which ddp_spawn pickles."""
 
     def __init__(self, name: str) -> None:
         self.name = self.__name__ = name
@@ -965,7 +965,8 @@ class SoloBackend:
         save_config(run_dir / "solo_config.yaml", solo_cfg)
 
     def backbone_record(self, method: pl.LightningModule) -> dict[str, Any] | None:
-        """solo-learn's backbones are rebuilt by solo-learn; ours (``convnet6``, ``convnet6_standardised``) by name."""
+        """solo-learn's backbones are rebuilt by solo-learn; ours (``convnet6``, ``convnet6_standardised``)
+        by name."""
         record = solo_backbone_record(method)
         return None if record["name"] in OUR_BACKBONES else record
 
