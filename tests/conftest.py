@@ -24,6 +24,7 @@ TINY_RUN = [
     "max_epochs=1",
     "max_steps=3",
     "log_every_n_steps=1",
+    "scheduler.warmup_epochs=0.5",  # within the one epoch (mlvgm_simsiam warms up for one)
 ]
 TINY = [*TINY_RUN, "method_kwargs.proj_hidden_dim=32", "method_kwargs.proj_output_dim=16"]
 

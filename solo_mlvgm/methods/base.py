@@ -68,6 +68,7 @@ class SSLMethod(pl.LightningModule):
         if cfg.scheduler.name != "none" and not 0 <= warmup < int(cfg.max_epochs):
             raise ConfigError(
                 f"scheduler.warmup_epochs must be in [0, max_epochs={cfg.max_epochs}), got {warmup}"
+                " (a shorter run needs a shorter warm-up too)"
             )
         probe = [{"params": [nn.Parameter(torch.zeros(1))]}]  # builds the optimiser once to check its kwargs
         _build_optimizer(opt.name, probe, float(opt.lr), float(opt.weight_decay), _split_kwargs(opt)[1])
