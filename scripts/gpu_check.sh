@@ -19,7 +19,8 @@
 #               settings unchanged (devices [0], ddp, 16-mixed, sync_batchnorm), 2 short epochs
 #   solo_tests  (solo-learn importable) the solo-learn test files
 # GPU_CHECK_STEPS="bench quickstart" runs only the steps named (env always runs).
-# The steps take about 12 minutes together on an H200 (the benchmark about 8); where a job may run for
+# The steps take about 12 minutes together on an H200 (the benchmark about 8), plus about 5.5 for the three
+# solo-learn steps where solo-learn imports; where a job may run for
 # less, run it twice: GPU_CHECK_STEPS="cuda_tests render pretrain_bigbigan pretrain_stylegan2 mi_quant dali
 # quickstart" into one REPORT_DIR, GPU_CHECK_STEPS=bench into another, and GPU_CHECK_STEPS="solo_run solo_file
 # solo_tests" where solo-learn is installed (about 5.5 minutes on an H200: 75 s, 29 s and 225 s).
@@ -112,7 +113,7 @@ print(pathlib.Path(solo.__file__).resolve().parents[1] / 'scripts' / 'pretrain' 
     else
         echo "| solo_file | skipped: solo-learn's scripts/ not found beside its package | 0 |" >>"$report"
     fi
-    step solo_tests 420 python -m pytest -q -p no:cacheprovider -n 12 tests/test_solo_backend.py \
+    step solo_tests 420 python -m pytest -q -p no:cacheprovider -n "$(( $(nproc) < 12 ? $(nproc) : 12 ))" tests/test_solo_backend.py \
         tests/test_solo_files.py tests/test_entry_points.py
 else
     for name in solo_run solo_file solo_tests; do

@@ -104,6 +104,17 @@ def test_bad_configs_fail_before_training(tmp_path, override, message):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+def test_a_one_epoch_mlvgm_simsiam_run_is_refused_with_the_warm_up_that_fits(tmp_path):
+    """Its default warm-up is one epoch, the whole of a one-epoch run: one line names a warm-up that fits."""
+    one_epoch = [o for o in TINY if not o.startswith("scheduler.warmup_epochs")]  # the config's own warm-up
+    with pytest.raises(ConfigError, match=r"max_epochs=1\), got 1: .*scheduler\.warmup_epochs=0\.5"):
+        build_pretraining(compose_cfg("mlvgm_simsiam", one_epoch), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    build_pretraining(
+        compose_cfg("mlvgm_simsiam", [*one_epoch, "scheduler.warmup_epochs=0.5"]), tmp_path / "ok"
+    )
+
+
 @pytest.mark.parametrize("name", ["resnet18", "convnet6", "convnet6_standardised"])
 def test_backbones_with_small_image_stem_keep_resolution(name):
     net, dim = build_backbone(name, small_image_stem=True)

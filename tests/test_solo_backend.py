@@ -436,11 +436,12 @@ def test_the_online_classifiers_own_lr_without_warm_up_is_refused_on_solo(tmp_pa
             "is 0.5 optimiser steps",
         ),
         (["scheduler.warmup_epochs=-1"], "scheduler.warmup_epochs must be >= 0"),
+        (["scheduler.warmup_epochs=1"], r"must be in \[0, max_epochs=1\), got 1: a shorter run"),
     ],
 )
 def test_warm_ups_solo_learn_would_not_run_as_set_are_refused(tmp_path, overrides, message):
     """Accumulated batches count as one step (0.25 epochs of 2 steps: under one); a negative warm-up is no
-    warm-up to solo-learn."""
+    warm-up to solo-learn; one of the whole run's epochs would warm up to its end, as on the lightly backend."""
     with pytest.raises(ConfigError, match=message):
         build_pretraining(compose_cfg("mlvgm_simclr", [*SOLO, *overrides]), tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -250,7 +250,7 @@ def test_solo_learns_own_script_trains_on_our_datamodule(tmp_path):
     solo_script = CIFAR.parents[2] / "main_pretrain.py"
     if not solo_script.is_file():
         pytest.skip(
-            f"solo-learn's main_pretrain.py is not at {solo_script} (a copy without its checkout's scripts)"
+            f"solo-learn's main_pretrain.py is not at {solo_script} (its scripts/ without the checkout's top-level scripts)"
         )
     script = solo_script.read_text()
     # Not one of the user's lines: on a CPU, solo-learn's script cannot run as written (parse_cfg takes

@@ -76,6 +76,7 @@ from solo_mlvgm.methods.base import (
     OPTIMISER_RECORD,
     check_method_kwargs_types,
     check_method_kwargs_values,
+    check_warmup_ends_in_the_run,
     optimiser_record,
 )
 from solo_mlvgm.quantify.method import MIQuant
@@ -509,6 +510,7 @@ def _check_the_scheduler_keeps_the_rates(
     if sched.get("name") != "warmup_cosine":
         return
     warmup = number(sched.get("warmup_epochs", SOLO_WARMUP_EPOCHS), "scheduler.warmup_epochs", 0.0)
+    check_warmup_ends_in_the_run(warmup, spec.trainer.max_epochs)  # solo-learn would warm up to the end
     total = _optimiser_steps(spec, world)
     steps = warmup * total / spec.trainer.max_epochs if total else 0.0
     if total is not None and total > 1 and 0 < steps < 1:  # one step in all: step 0 is the warm-up's

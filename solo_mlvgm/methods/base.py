@@ -28,6 +28,16 @@ OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
 SCHEDULERS = ("warmup_cosine", "none")
 
 
+def check_warmup_ends_in_the_run(warmup_epochs: float, max_epochs: int) -> None:
+    """Refuse a warm-up that lasts the whole run: the rates would never reach their set values (both
+    backends; a config's default warm-up too, e.g. mlvgm_simsiam's one epoch under ``max_epochs=1``)."""
+    if not 0 <= warmup_epochs < max_epochs:
+        raise ConfigError(
+            f"scheduler.warmup_epochs must be in [0, max_epochs={max_epochs}), got {warmup_epochs:g}: a shorter "
+            f"run needs a shorter warm-up (e.g. scheduler.warmup_epochs={max_epochs / 2:g}) or a larger max_epochs"
+        )
+
+
 class SSLMethod(pl.LightningModule):
     """A two-view self-supervised method trained on solo-learn batches ``[indexes, [v1, v2], targets]``."""
 
@@ -65,11 +75,8 @@ class SSLMethod(pl.LightningModule):
             raise ConfigError(f"optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
         warmup = number(cfg.scheduler.get("warmup_epochs", 0), "scheduler.warmup_epochs")
         number(cfg.scheduler.get("min_lr", 0.0), "scheduler.min_lr")
-        if cfg.scheduler.name != "none" and not 0 <= warmup < int(cfg.max_epochs):
-            raise ConfigError(
-                f"scheduler.warmup_epochs must be in [0, max_epochs={cfg.max_epochs}), got {warmup}"
-                " (a shorter run needs a shorter warm-up too)"
-            )
+        if cfg.scheduler.name != "none":
+            check_warmup_ends_in_the_run(warmup, int(cfg.max_epochs))
         probe = [{"params": [nn.Parameter(torch.zeros(1))]}]  # builds the optimiser once to check its kwargs
         _build_optimizer(opt.name, probe, float(opt.lr), float(opt.weight_decay), _split_kwargs(opt)[1])
         return cfg
