@@ -41,6 +41,18 @@ def test_one_short_training_run_per_method(tmp_path, method):
     assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
 
 
+def test_a_run_cut_shorter_than_its_warm_up_says_so(tmp_path, capsys):
+    """max_steps below the warm-up leaves the lr warming up to the last step: said in one line, not silent."""
+    job = build_pretraining(
+        compose_cfg("mlvgm_simclr", [*TINY, "scheduler.warmup_epochs=0.75"]), tmp_path / "a"
+    )
+    job.trainer.fit(job.method, datamodule=job.data)  # 3 warm-up steps of 4 per epoch; max_steps=3
+    assert "is 3 steps, not fewer than this run's 3 (max_steps)" in capsys.readouterr().out
+    job = build_pretraining(compose_cfg("mlvgm_simclr", TINY), tmp_path / "b")  # 2 warm-up steps of 3
+    job.trainer.fit(job.method, datamodule=job.data)
+    assert "warms up until its last step" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("method", ["simclr", "byol"])
 def test_no_labels_means_no_probe_and_no_nan(tmp_path, method):
     cfg = compose_cfg(

@@ -127,7 +127,14 @@ class SSLMethod(pl.LightningModule):
         if self.cfg.scheduler.name == "none":
             return {"optimizer": optimizer}
         steps_per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
-        warmup = min(total - 1, int(float(self.cfg.scheduler.get("warmup_epochs", 0)) * steps_per_epoch))
+        warmup_epochs = float(self.cfg.scheduler.get("warmup_epochs", 0))
+        warmup_steps = int(warmup_epochs * steps_per_epoch)
+        warmup = min(total - 1, warmup_steps)
+        if warmup_steps >= total > 1 and self.trainer.is_global_zero:  # max_steps cut the run short
+            print(
+                f"note: scheduler.warmup_epochs={warmup_epochs:g} is {warmup_steps} steps, not fewer than this "
+                f"run's {total} (max_steps): the learning rate warms up until its last step"
+            )
         end = float(self.cfg.scheduler.get("min_lr", 0.0)) / lr
 
         def cosine(step: int) -> float:  # a function, not a partial: checkpoints stay weights_only-loadable
