@@ -92,6 +92,7 @@ def test_every_optimizer_builds_and_steps(tmp_path, optimizer):
         ("data.source=disk", "unknown data.source 'disk'"),
         ("accelerator=tpu9", "trainer settings"),
         ("scheduler.warmup_epochs=5", "warmup_epochs must be in"),
+        ("scheduler.warmup_epochs=-1", "scheduler.warmup_epochs must be >= 0"),
         ("+optimizer.kwargs.betas=3", "optimizer.kwargs do not fit optimizer 'adamw'"),
         ("views.perturb.pose.std=abc", "views.perturb.pose: could not convert"),
         ("data.epoch_size=8", "smaller than one global batch"),

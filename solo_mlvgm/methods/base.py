@@ -73,7 +73,7 @@ class SSLMethod(pl.LightningModule):
                 raise ConfigError(f"optimizer.{key} must be > 0, got {opt[key]}")
         if number(opt.weight_decay, "optimizer.weight_decay") < 0:
             raise ConfigError(f"optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
-        warmup = number(cfg.scheduler.get("warmup_epochs", 0), "scheduler.warmup_epochs")
+        warmup = number(cfg.scheduler.get("warmup_epochs", 0), "scheduler.warmup_epochs", 0.0)
         number(cfg.scheduler.get("min_lr", 0.0), "scheduler.min_lr")
         if cfg.scheduler.name != "none":
             check_warmup_ends_in_the_run(warmup, int(cfg.max_epochs))
