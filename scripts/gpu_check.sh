@@ -20,8 +20,8 @@
 #   solo_tests  (solo-learn importable) the solo-learn test files
 # GPU_CHECK_STEPS="bench quickstart" runs only the steps named (env always runs).
 # The steps take about 12 minutes together on an H200 (the benchmark about 8), plus about 5.5 for the three
-# solo-learn steps where solo-learn imports; where a job may run for
-# less, run it twice: GPU_CHECK_STEPS="cuda_tests render pretrain_bigbigan pretrain_stylegan2 mi_quant dali
+# solo-learn steps where solo-learn imports; where a job may run for less, run it twice:
+# GPU_CHECK_STEPS="cuda_tests render pretrain_bigbigan pretrain_stylegan2 mi_quant dali
 # quickstart" into one REPORT_DIR, GPU_CHECK_STEPS=bench into another, and GPU_CHECK_STEPS="solo_run solo_file
 # solo_tests" where solo-learn is installed (about 5.5 minutes on an H200: 75 s, 29 s and 225 s).
 # REPORT_DIR gets report.md (one line per step), gpu_check.log (all output), render.json and the benchmark's bench.json, bench.csv and bench.png.

@@ -30,8 +30,9 @@ SCHEDULERS = ("warmup_cosine", "none")
 
 def check_warmup_ends_in_the_run(warmup_epochs: float, max_epochs: int) -> None:
     """Refuse a warm-up that lasts the whole run: the rates would never reach their set values (both
-    backends; a config's default warm-up too, e.g. mlvgm_simsiam's one epoch under ``max_epochs=1``)."""
-    if not 0 <= warmup_epochs < max_epochs:
+    backends; a config's default warm-up too, e.g. mlvgm_simsiam's one epoch under ``max_epochs=1``).
+    Callers have refused a negative warm-up already (``number(..., minimum=0.0)``)."""
+    if warmup_epochs >= max_epochs:
         raise ConfigError(
             f"scheduler.warmup_epochs must be in [0, max_epochs={max_epochs}), got {warmup_epochs:g}: a shorter "
             f"run needs a shorter warm-up (e.g. scheduler.warmup_epochs={max_epochs / 2:g}) or a larger max_epochs"
